@@ -1,0 +1,15 @@
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+def read_vector(name: str):
+    return json.loads((ROOT / "test" / "vectors" / name).read_text(encoding="utf-8"))

@@ -1,0 +1,110 @@
+"""`python -m ttt_video COMMAND`: the Python entry points the TypeScript SDK drives."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, config_to_dict, load_config, segment_count
+from .storyboard import StoryboardError, check_segment_counts, read_storyboard_file, segment_prompts
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor_report
+
+    report = doctor_report(args.disk_path)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        torch = report["torch"]
+        print(f"python  {report['python']['version']} ({report['python']['executable']})")
+        print(f"torch   {torch.get('version', torch.get('error'))}  cuda={torch.get('cuda_available')}")
+        for gpu in torch.get("gpus", []):
+            print(f"gpu {gpu['index']}   {gpu['name']} {gpu['memory_gib']} GiB")
+        print(f"ffmpeg  {report['ffmpeg'].get('path')}")
+        print(f"disk    {report['disk']['free_gib']} GiB free at {report['disk']['path']}")
+    return 0
+
+
+def _config_validate(args: argparse.Namespace) -> int:
+    results = []
+    status = 0
+    for path in args.files:
+        try:
+            cfg = load_config(
+                path, args.set or None, world_size=args.world_size, check_paths=args.check_paths
+            )
+            results.append({"file": path, "ok": True, "config": config_to_dict(cfg)})
+        except ConfigError as e:
+            status = 1
+            results.append(
+                {"file": path, "ok": False, "issues": [i.to_dict() for i in e.issues], "message": str(e)}
+            )
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            print(f"{r['file']}: ok" if r["ok"] else r["message"], file=sys.stdout if r["ok"] else sys.stderr)
+    return status
+
+
+def _storyboard_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config, args.set or None)
+        videos = read_storyboard_file(args.file)
+        n = segment_count(cfg)
+        assert n is not None  # load_config enforced T = 12n + 1
+        check_segment_counts(videos, n, args.file)
+    except (ConfigError, StoryboardError) as e:
+        if args.json:
+            print(json.dumps({"ok": False, "issues": [i.to_dict() for i in e.issues], "message": str(e)}))
+        else:
+            print(str(e), file=sys.stderr)
+        return 1
+    prompts = [segment_prompts(v) for v in videos]
+    if args.json:
+        out = [{"prompts": p.prompts, "negative_prompts": p.negative_prompts} for p in prompts]
+        print(json.dumps({"ok": True, "videos": out}))
+    else:
+        print(f"{args.file}: {len(videos)} video(s) of {n} segment(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    doctor = sub.add_parser("doctor", help="report Python, torch, CUDA, GPUs, ffmpeg and disk")
+    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--disk-path", default=".")
+    doctor.set_defaults(run=_doctor)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    validate = config_sub.add_parser("validate", help="validate TOML configs against the shared schema")
+    validate.add_argument("files", nargs="+")
+    validate.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
+    validate.add_argument("--world-size", type=int)
+    validate.add_argument("--check-paths", action="store_true")
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(run=_config_validate)
+
+    storyboard = sub.add_parser("storyboard", help="storyboard tools")
+    storyboard_sub = storyboard.add_subparsers(dest="storyboard_command", required=True)
+    check = storyboard_sub.add_parser("check", help="validate a storyboard against a config")
+    check.add_argument("file")
+    check.add_argument("--config", required=True)
+    check.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=_storyboard_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+export {
+  type DoctorFinding,
+  type DoctorReport,
+  doctor,
+  formatDoctorReport,
+  type PythonDoctorReport,
+} from './doctor.js'
+export { packageRoot, resolveVenvDir, VENV_ENV, venvExists, venvPython } from './paths.js'
+export { DEFAULT_TORCH_VERSION, type SetupOptions, type SetupResult, setupRuntime } from './setup.js'
