@@ -127,7 +127,7 @@ export const EvalSection = z.strictObject({
   sampling_fps: positiveInt().default(16),
   sampling_num_frames: positiveInt().default(13).describe('Latent frames T = 12n + 1'),
   latent_channels: positiveInt().default(16),
-  num_denoising_steps: positiveInt().default(50),
+  num_denoising_steps: positiveInt().max(1000).default(50).describe('Sampler steps, 1 to 1000'),
   scale_factor: z.number().positive().default(0.7).describe('Unused by the reference'),
   dtype: z.enum(DTYPES).default('bfloat16').describe('dtype of T5, the VAE and the text embeddings'),
   vae_checkpoint_path: optionalPath().describe(
