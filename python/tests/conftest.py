@@ -13,3 +13,10 @@ def repo_root() -> Path:
 
 def read_vector(name: str):
     return json.loads((ROOT / "test" / "vectors" / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    from ttt_video.tiny_bundle import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny", seed=0)
