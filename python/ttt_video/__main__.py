@@ -71,6 +71,45 @@ def _storyboard_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from .checkpoints import ConversionError, convert_diffusers
+
+    def progress(event: dict) -> None:
+        if args.json_progress:
+            print(json.dumps(event), flush=True)
+        elif event["type"] == "convert.progress":
+            print(
+                f"\rconverting: {event['done']}/{event['total']} tensors", end="", file=sys.stderr, flush=True
+            )
+        elif event["type"] == "convert.finished":
+            print(
+                f"\nwrote {event['path']} ({event['shards']} shard(s), {event['seconds']} s)", file=sys.stderr
+            )
+
+    try:
+        convert_diffusers(
+            args.source,
+            args.out,
+            ssm_layer=args.ssm_layer,
+            seed=args.seed,
+            max_shard_bytes=int(args.shard_size_gb * 2**30),
+            link=not args.copy,
+            progress=progress,
+        )
+    except (ConversionError, FileNotFoundError) as e:
+        print(f"convert: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _make_tiny_bundle(args: argparse.Namespace) -> int:
+    from .tiny_bundle import make_tiny_bundle
+
+    path = make_tiny_bundle(args.out, seed=args.seed, ssm_layer=args.ssm_layer)
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=_storyboard_check)
+
+    convert = sub.add_parser("convert", help="convert a diffusers CogVideoX snapshot into a TTT-Video bundle")
+    convert.add_argument(
+        "--from", dest="source", required=True, help="CogVideoX snapshot or its transformer/"
+    )
+    convert.add_argument("--out", required=True, help="the bundle folder to write")
+    convert.add_argument("--ssm-layer", choices=("ttt_mlp", "ttt_linear", "none"), default="ttt_mlp")
+    convert.add_argument("--seed", type=int, default=0, help="seed of the new TTT parameters")
+    convert.add_argument("--shard-size-gb", type=float, default=5.0)
+    convert.add_argument(
+        "--copy", action="store_true", help="copy vae/, text_encoder/, tokenizer/ (default: link)"
+    )
+    convert.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
+    convert.set_defaults(run=_convert)
+
+    from .sample import add_parser as add_sample_parser
+
+    add_sample_parser(sub)
+
+    tiny = sub.add_parser(
+        "make-tiny-bundle", help="build the tiny random-weight bundle used by tests and the demo"
+    )
+    tiny.add_argument("out")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--ssm-layer", choices=("ttt_mlp", "ttt_linear", "none"), default="ttt_mlp")
+    tiny.set_defaults(run=_make_tiny_bundle)
     return parser
 
 

@@ -1,0 +1,250 @@
+"""End to end on the tiny bundle: storyboard -> run directory with mp4, prompt.txt, meta.json, events."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import av
+import numpy as np
+import psutil
+import pytest
+from conftest import ROOT
+
+from ttt_video.events import ERROR_CODES, EVENT_TYPES
+from ttt_video.sample import run_sample
+
+STORYBOARD_9S = ROOT / "examples" / "storyboards" / "tom-and-jerry-9s.json"
+# fields every event type must carry (sdk/launch/events.ts is the full schema)
+REQUIRED = {
+    "run.started": {"run_dir", "world_size", "videos", "device"},
+    "model.loading": {"component"},
+    "model.loaded": {"component", "seconds"},
+    "prompt.started": {"video", "segments", "frames"},
+    "prompt.skipped": {"video", "reason"},
+    "step": {"video", "index", "total", "elapsed", "eta"},
+    "decode.window": {"video", "index", "total", "frames", "elapsed"},
+    "video.written": {"video", "path", "frames", "fps", "seconds"},
+    "prompt.finished": {"video", "seconds"},
+    "run.finished": {"videos", "seconds"},
+    "error": {"code", "message"},
+}
+
+
+def make_run(tmp_path: Path, bundle: Path, length: str, videos: list, **overrides) -> Path:
+    run = tmp_path / f"run-{length}-{len(list(tmp_path.iterdir()))}"
+    run.mkdir()
+    config = tomllib.loads((ROOT / "configs" / "eval" / "tiny" / f"{length}.toml").read_text())
+    config["checkpoint"] = {"model_dir": str(bundle)}
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    text = "".join(
+        f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()) + "\n"
+        for section, values in config.items()
+    )
+    (run / "config.toml").write_text(text)
+    (run / "storyboards.jsonl").write_text("".join(json.dumps(v) + "\n" for v in videos))
+    return run
+
+
+def events_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+
+
+def read_frames(path: Path) -> tuple[np.ndarray, float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        return frames, float(stream.average_rate)
+
+
+def check_event_schema(events: list[dict]) -> None:
+    for e in events:
+        assert e["v"] == 1 and e["type"] in EVENT_TYPES and isinstance(e["time"], float | int)
+        assert REQUIRED[e["type"]] <= e.keys(), e
+        if e["type"] == "error":
+            assert e["code"] in ERROR_CODES
+
+
+def sample(run: Path) -> int:
+    return run_sample(run / "config.toml", run / "storyboards.jsonl", run)
+
+
+@pytest.fixture(scope="module")
+def nine_second_run(tmp_path_factory, tiny_bundle):
+    videos = json.loads(STORYBOARD_9S.read_text())[:1]
+    run = make_run(tmp_path_factory.mktemp("nine"), tiny_bundle, "9s", videos)
+    assert sample(run) == 0
+    return run
+
+
+def test_nine_seconds_three_segments(nine_second_run):
+    run = nine_second_run
+    frames, fps = read_frames(run / "prompt-0" / "video.mp4")
+    assert frames.shape == (145, 64, 96, 3) and fps == 16
+    assert frames.std() > 1  # not a blank video
+    prompts = (run / "prompt-0" / "prompt.txt").read_text().split("\n\n")
+    assert len(prompts) == 3
+    assert prompts[0].endswith("<end_scene>") and prompts[1].startswith("<start_scene>")
+    assert prompts[2].startswith("<start_scene>") and not prompts[2].endswith("<end_scene>")
+    meta = json.loads((run / "prompt-0" / "meta.json").read_text())
+    assert (
+        meta["frames"] == 145 and meta["segments"] == 3 and meta["negative_prompts"][0].startswith("blurry")
+    )
+    assert len(meta["timings"]["seconds_per_step"]) == 10 and len(meta["timings"]["seconds_per_window"]) == 18
+    events = events_of(run)
+    check_event_schema(events)
+    types = [e["type"] for e in events]
+    assert types[0] == "run.started" and types[-1] == "run.finished"
+    assert types.count("step") == 10 and types.count("decode.window") == 18
+    steps = [e for e in events if e["type"] == "step"]
+    assert [s["index"] for s in steps] == list(range(10)) and steps[-1]["eta"] == 0
+    # steps arrive while sampling runs, spread over time, not in one burst at the end
+    assert steps[-1]["time"] - steps[0]["time"] > 0.05
+    assert not list(run.rglob("*.partial"))
+
+
+def test_three_seconds_and_determinism(tmp_path, tiny_bundle):
+    videos = [[{"text": "A puppy chases bubbles."}]]
+    a = make_run(tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 4})
+    b = make_run(tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 4})
+    c = make_run(tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 4, "cfg_batch": False})
+    d = make_run(tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 4}, job={"seed": 7})
+    for run in (a, b, c, d):
+        assert sample(run) == 0
+    fa, fps = read_frames(a / "prompt-0" / "video.mp4")
+    assert fa.shape[0] == 49 and fps == 16
+    assert (a / "prompt-0" / "prompt.txt").read_text() == "A puppy chases bubbles."
+    fb, _ = read_frames(b / "prompt-0" / "video.mp4")
+    fc, _ = read_frames(c / "prompt-0" / "video.mp4")
+    fd, _ = read_frames(d / "prompt-0" / "video.mp4")
+    assert np.array_equal(fa, fb)
+    # Batched and sequential guidance branches differ only by float rounding: a rare uint8 flip, which
+    # H.264's prediction then spreads to a few neighbouring pixels (measured: mean |diff| 0.0007).
+    assert (fa != fc).mean() < 1e-3 and np.abs(fa.astype(int) - fc.astype(int)).mean() < 0.01
+    assert np.abs(fa.astype(int) - fd.astype(int)).mean() > 1  # another seed, another video
+
+
+def test_resume_skips_finished_videos_and_cleans_unfinished_ones(tmp_path, tiny_bundle):
+    videos = [[{"text": "one"}], [{"text": "two"}]]
+    run = make_run(tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 2})
+    # an unfinished earlier attempt at video 1: a partial file and no meta.json
+    (run / "prompt-1").mkdir()
+    (run / "prompt-1" / "video.mp4.partial").write_bytes(b"half a video")
+    assert sample(run) == 0
+    first = (run / "prompt-0" / "meta.json").read_text()
+    assert not (run / "prompt-1" / "video.mp4.partial").exists()
+    (run / "events.jsonl").unlink()
+    assert sample(run) == 0
+    events = events_of(run)
+    assert [e["video"] for e in events if e["type"] == "prompt.skipped"] == [0, 1]
+    assert not [e for e in events if e["type"] == "prompt.started"]
+    assert (run / "prompt-0" / "meta.json").read_text() == first
+
+
+def test_errors_become_events_with_codes(tmp_path, tiny_bundle):
+    run = make_run(tmp_path, tiny_bundle, "9s", [[{"text": "only one segment"}]])
+    assert sample(run) == 1
+    error = events_of(run)[-1]
+    assert error["type"] == "error" and error["code"] == "STORYBOARD" and "video[0]" in error["message"]
+
+    run = make_run(tmp_path, tmp_path / "no-bundle", "3s", [[{"text": "x"}]])
+    assert sample(run) == 1
+    error = events_of(run)[-1]
+    assert error["code"] == "WEIGHTS_MISSING" and "checkpoint.model_dir" in error["message"]
+
+    run = make_run(tmp_path, tiny_bundle, "3s", [[{"text": "x"}]], model={"ssm_layer": "ttt_linear"})
+    assert sample(run) == 1
+    assert events_of(run)[-1]["code"] == "CONFIG"
+
+
+def torchrun(run: Path, nproc: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "ttt_video",
+        "sample",
+        "--config",
+        str(run / "config.toml"),
+        "--run-dir",
+        str(run),
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_torchrun_spreads_videos_and_matches_one_process(tmp_path, tiny_bundle):
+    videos = [[{"text": f"video number {i}"}] for i in range(4)]
+    steps = {"num_denoising_steps": 2}
+    single = make_run(tmp_path, tiny_bundle, "3s", videos, eval=steps)
+    assert sample(single) == 0
+    multi = make_run(tmp_path, tiny_bundle, "3s", videos, eval=steps, parallelism={"dp_sharding": 2})
+    proc = torchrun(multi, 2)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    events = events_of(multi)
+    check_event_schema(events)
+    written = sorted(e["video"] for e in events if e["type"] == "video.written")
+    assert written == [0, 1, 2, 3]
+    by_rank = {e["video"]: e["rank"] for e in events if e["type"] == "video.written"}
+    assert by_rank == {0: 0, 1: 1, 2: 0, 3: 1}
+    for i in range(4):
+        a, _ = read_frames(single / f"prompt-{i}" / "video.mp4")
+        b, _ = read_frames(multi / f"prompt-{i}" / "video.mp4")
+        assert np.array_equal(a, b), i
+
+
+def test_a_killed_rank_ends_the_run_with_a_distributed_error(tmp_path, tiny_bundle):
+    videos = [[{"text": f"video {i}"}] for i in range(4)]
+    run = make_run(
+        tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 50}, parallelism={"dp_sharding": 2}
+    )
+    proc = torchrun(run, 2)
+    deadline = time.time() + 180
+    victim = None
+    while time.time() < deadline and victim is None:
+        if (run / "events.jsonl").exists():
+            for e in events_of(run):
+                if e["type"] == "step" and e["rank"] == 1:
+                    victim = e
+        time.sleep(0.2)
+    assert victim is not None, "rank 1 never started sampling"
+    killed_at = time.time()
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    rank1 = [w for w in workers if w.environ().get("RANK") == "1"]
+    assert rank1, f"no rank-1 worker among {workers}"
+    rank1[0].kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert time.time() - killed_at < 30
+    errors = [e for e in events_of(run) if e["type"] == "error"]
+    assert errors and errors[0]["code"] == "DISTRIBUTED", errors
+    assert not list(run.glob("prompt-*/video.mp4.partial"))
+
+
+def test_job_config_reaches_the_loaded_model(tiny_bundle, tmp_path):
+    from ttt_video.config import load_config
+    from ttt_video.pipeline import load_models
+
+    run = make_run(
+        tmp_path,
+        tiny_bundle,
+        "9s",
+        [],
+        model={"mini_batch_size": 8, "ttt_base_lr": 0.5},
+        faithfulness={"reverse_pairing": "aligned", "timestep_bf16": False},
+    )
+    models = load_models(
+        load_config(run / "config.toml"), __import__("torch").device("cpu"), lambda *a, **k: None
+    )
+    ttt = models.dit.layers[0].seq_modeling_block.ssm.ttt
+    assert models.dit.config.mini_batch_size == 8 and models.dit.config.reverse_pairing == "aligned"
+    assert models.dit.config.timestep_bf16 is False
+    assert (ttt.mini_batch_size, ttt.base_lr) == (8, 0.5)
