@@ -15,3 +15,4 @@ export {
   type Video,
   validateStoryboards,
 } from './storyboard/index.js'
+export * from './video/index.js'

@@ -1,4 +1,23 @@
 export {
+  type BridgeOptions,
+  type BundleInfo,
+  type CallOptions,
+  type ConvertProgress,
+  type ConvertWeightsOptions,
+  callPython,
+  closeBridge,
+  convertWeights,
+  doctorViaBridge,
+  getBridge,
+  inspectBundle,
+  type PythonBridge,
+  PythonBridgeError,
+  PythonCallError,
+  PythonCancelledError,
+  PythonTimeoutError,
+  startBridge,
+} from './bridge.js'
+export {
   type DoctorFinding,
   type DoctorReport,
   doctor,
