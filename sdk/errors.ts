@@ -56,3 +56,67 @@ export class PythonRuntimeError extends TttVideoError {
     super('RUNTIME', message, options)
   }
 }
+
+/** What a failed run leaves behind for diagnosis. */
+export interface RunFailure {
+  /** The error code of the Python event (`CONFIG`, `OUT_OF_MEMORY`, ...), when one was reported. */
+  pythonCode?: string
+  /** The last lines the processes printed (stdout and stderr). */
+  logTail: string[]
+  runDir?: string
+  hint?: string
+  traceback?: string
+}
+
+abstract class RunError extends TttVideoError {
+  readonly logTail: string[]
+  readonly runDir: string | undefined
+  readonly hint: string | undefined
+  readonly traceback: string | undefined
+  readonly pythonCode: string | undefined
+  constructor(code: string, message: string, failure: RunFailure) {
+    super(code, failure.hint ? `${message}\n  hint: ${failure.hint}` : message)
+    this.logTail = failure.logTail
+    this.runDir = failure.runDir
+    this.hint = failure.hint
+    this.traceback = failure.traceback
+    this.pythonCode = failure.pythonCode
+  }
+}
+
+/** The model bundle (or a part of it) is not where the options or the config say. */
+export class WeightsNotFoundError extends RunError {
+  constructor(message: string, failure: RunFailure = { logTail: [] }) {
+    super('WEIGHTS_MISSING', message, failure)
+  }
+}
+
+/** A GPU (or the machine) ran out of memory. */
+export class OutOfMemoryError extends RunError {
+  constructor(message: string, failure: RunFailure) {
+    super('OUT_OF_MEMORY', message, failure)
+  }
+}
+
+/** A process of a multi-process run failed, could not be reached, or was stopped by torchrun. */
+export class DistributedError extends RunError {
+  constructor(message: string, failure: RunFailure) {
+    super('DISTRIBUTED', message, failure)
+  }
+}
+
+/** The Python side failed in an unexpected way (a bug, or a broken environment). */
+export class RunFailedError extends RunError {
+  constructor(message: string, failure: RunFailure) {
+    super(failure.pythonCode ?? 'INTERNAL', message, failure)
+  }
+}
+
+/** The run was cancelled (AbortSignal, `cancel()`, Ctrl-C); finished videos stay in the run directory. */
+export class CancelledError extends TttVideoError {
+  readonly runDir: string | undefined
+  constructor(message: string, runDir?: string) {
+    super('CANCELLED', message)
+    this.runDir = runDir
+  }
+}

@@ -110,6 +110,35 @@ def _make_tiny_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .sampling import step_table
+
+    cfg = load_config(args.config, args.set or None)
+    rows = step_table(
+        cfg.eval.num_denoising_steps,
+        shift_scale=cfg.discretization.shift_scale,
+        guidance_scale=cfg.guider.scale,
+        guidance_exp=cfg.guider.exp,
+        guidance_schedule=cfg.guider.schedule,
+        sampler=cfg.eval.sampler,
+        timestep_bf16=cfg.faithfulness.timestep_bf16,
+        quantize_c_noise=cfg.denoiser.quantize_c_noise,
+        sigma_quantization=cfg.faithfulness.sigma_quantization,
+    )
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows]))
+        return 0
+    print(" step     t  t_model        a   a_next  idx      a_q   scale")
+    for r in rows:
+        print(
+            f"{r.index:5d} {r.timestep:5d} {r.model_timestep:8.1f} {r.a:8.6f} {r.a_next:8.6f} "
+            f"{r.quantized_index:4d} {r.a_q:8.6f} {r.guidance_scale:7.4f}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
     convert.set_defaults(run=_convert)
+
+    table = sub.add_parser(
+        "table", help="the sampler's per-step table (t, a, quantised index, guidance scale)"
+    )
+    table.add_argument("--config", help="a TOML config (default: the defaults)")
+    table.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
+    table.add_argument("--json", action="store_true")
+    table.set_defaults(run=_table)
 
     from .sample import add_parser as add_sample_parser
 

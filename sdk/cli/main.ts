@@ -6,10 +6,17 @@ import { configToToml, jobConfigJsonSchema, resolveConfig, segmentCount } from '
 import { TttVideoError } from '../errors.js'
 import { doctor, formatDoctorReport, packageRoot, setupRuntime } from '../runtime/index.js'
 import { checkSegmentCounts, readStoryboardFile, segmentPrompts } from '../storyboard/index.js'
+import {
+  cmdConvert,
+  cmdGenerate,
+  cmdPreview,
+  cmdProbe,
+  cmdSubtitles,
+  type Flags,
+  UsageError,
+} from './commands.js'
 
 // The `ttt-video` command: parses flags and calls the SDK, nothing more.
-
-class UsageError extends Error {}
 
 const HELP = `ttt-video: multi-scene videos with TTT-Video (CogVideoX-5B + Test-Time-Training layers)
 
@@ -20,11 +27,19 @@ Usage:
   ttt-video config validate FILE... [--set SECTION.FIELD=VALUE]... [--world-size N] [--check-paths]
   ttt-video config schema
   ttt-video storyboard check FILE --config FILE [--set SECTION.FIELD=VALUE]... [--json]
+  ttt-video generate STORYBOARD [--config FILE | --preset NAME] [--model BUNDLE] [--set SECTION.FIELD=VALUE]...
+                     [--gpus N] [--nnodes N --node-rank K --rdzv-endpoint HOST:PORT [--rdzv-id ID]]
+                     [--out DIR] [--run-dir DIR] [--seed N] [--dry-run] [--json]
+  ttt-video convert FROM TO [--ssm-layer ttt_mlp|ttt_linear|none] [--seed N] [--copy]
+  ttt-video probe FILE [--json]
+  ttt-video preview FILE [--format gif|webm] [--width W] [--out FILE]
+  ttt-video subtitles RUN/prompt-K [--format vtt|srt] [--mux]
+
+generate without --model runs the tiny demo model (random weights) on the CPU; presets: ttt-mlp/9s, ttt-linear/3s,
+cogvideox/3s, tiny/9s, ... (configs/eval/). Ctrl-C cancels a run and keeps finished videos.
 
 Options common to all commands: --verbose (stack traces on errors), --help, --version.
 `
-
-type Flags = Record<string, string | boolean | string[] | undefined>
 
 function parse(
   args: string[],
@@ -194,6 +209,49 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdConfig(rest)
       case 'storyboard':
         return await cmdStoryboard(rest)
+      case 'generate': {
+        const { values, positionals } = parse(rest, {
+          config: { type: 'string' },
+          preset: { type: 'string' },
+          model: { type: 'string' },
+          set: { type: 'string', multiple: true },
+          gpus: { type: 'string' },
+          nnodes: { type: 'string' },
+          'node-rank': { type: 'string' },
+          'rdzv-endpoint': { type: 'string' },
+          'rdzv-id': { type: 'string' },
+          out: { type: 'string' },
+          'run-dir': { type: 'string' },
+          seed: { type: 'string' },
+          'dry-run': { type: 'boolean' },
+          json: { type: 'boolean' },
+        })
+        return await cmdGenerate(positionals, values)
+      }
+      case 'convert': {
+        const { values, positionals } = parse(rest, {
+          'ssm-layer': { type: 'string' },
+          seed: { type: 'string' },
+          copy: { type: 'boolean' },
+        })
+        return await cmdConvert(positionals, values)
+      }
+      case 'probe': {
+        const { values, positionals } = parse(rest, { json: { type: 'boolean' } })
+        return await cmdProbe(positionals, values)
+      }
+      case 'preview': {
+        const { values, positionals } = parse(rest, {
+          format: { type: 'string' },
+          width: { type: 'string' },
+          out: { type: 'string' },
+        })
+        return await cmdPreview(positionals, values)
+      }
+      case 'subtitles': {
+        const { values, positionals } = parse(rest, { format: { type: 'string' }, mux: { type: 'boolean' } })
+        return await cmdSubtitles(positionals, values)
+      }
       default:
         throw new UsageError(`unknown command "${command}"; run ttt-video --help`)
     }

@@ -6,7 +6,7 @@ export {
   resolveConfig,
   validateConfig,
 } from './load.js'
-export { mergeConfigObjects, parseSetArgs } from './overrides.js'
+export { type ConfigObject, mergeConfigObjects, parseSetArgs } from './overrides.js'
 export {
   FRAMES_PER_SEGMENT,
   MODEL_PRESETS,

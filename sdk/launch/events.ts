@@ -36,7 +36,13 @@ export const RunEvent = z.discriminatedUnion('type', [
   }),
   z.object({ ...base, type: z.literal('model.loading'), component: z.string() }),
   z.object({ ...base, type: z.literal('model.loaded'), component: z.string(), seconds }),
-  z.object({ ...base, type: z.literal('prompt.started'), video, segments: z.int().min(1), frames: z.int().min(1) }),
+  z.object({
+    ...base,
+    type: z.literal('prompt.started'),
+    video,
+    segments: z.int().min(1),
+    frames: z.int().min(1),
+  }),
   z.object({ ...base, type: z.literal('prompt.skipped'), video, reason: z.string() }),
   z.object({
     ...base,
