@@ -5,5 +5,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 300_000,
+    // Integration tests start Python processes (and torchrun): one file at a time on small machines.
+    fileParallelism: false,
   },
 })

@@ -1,0 +1,228 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { CancelledError, DistributedError, StoryboardError, WeightsNotFoundError } from '../../sdk/errors.js'
+import { generate } from '../../sdk/generate.js'
+import type { RunEvent } from '../../sdk/launch/events.js'
+import type { Run } from '../../sdk/launch/run.js'
+import { venvPython } from '../../sdk/runtime/paths.js'
+import { probe } from '../../sdk/video/index.js'
+import { ROOT } from '../helpers.js'
+
+// Real Python, real torchrun, the tiny demo bundle: no mocks.
+const tmp = mkdtempSync(join(tmpdir(), 'ttt-generate-'))
+process.env.TTT_VIDEO_CACHE = join(tmp, 'cache')
+const CLI = join(ROOT, 'dist', 'cli', 'main.js')
+const PYTHON = venvPython(join(ROOT, '.venv'))
+const STORYBOARD_9S = join(ROOT, 'examples', 'storyboards', 'tom-and-jerry-9s.json')
+const fast = (steps: number) => ({ eval: { num_denoising_steps: steps } })
+const oneSegment = (n: number) => Array.from({ length: n }, (_, i) => [{ text: `a red boat, take ${i}` }])
+
+async function collect(run: Run): Promise<RunEvent[]> {
+  const events: RunEvent[] = []
+  for await (const e of run) events.push(e)
+  return events
+}
+
+/** Every process in the tree under `pid` (Linux /proc). */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
+    } catch {}
+  }
+  const out: number[] = []
+  const walk = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      out.push(c)
+      walk(c)
+    }
+  }
+  walk(pid)
+  return out
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ')
+  } catch {
+    return false
+  }
+}
+
+async function framesDigest(path: string): Promise<string> {
+  const code =
+    'import av, hashlib, sys\nh = hashlib.sha256()\nwith av.open(sys.argv[1]) as c:\n    for f in c.decode(c.streams.video[0]):\n        h.update(f.to_ndarray(format="rgb24").tobytes())\nprint(h.hexdigest())'
+  return (await execa(PYTHON, ['-c', code, path])).stdout.trim()
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function waitFor(run: Run, predicate: (e: RunEvent) => boolean): Promise<RunEvent> {
+  for await (const e of run) if (predicate(e)) return e
+  throw new Error('the run ended before the awaited event')
+}
+
+describe('generate()', () => {
+  beforeAll(async () => {
+    // build the demo bundle once, outside the timed tests
+    await (await import('../../sdk/generate.js')).demoBundle()
+  })
+
+  it('makes a 3-second video from a storyboard object; events arrive in order and validate', async () => {
+    const run = await generate(oneSegment(1), { outputDir: join(tmp, 'a'), overrides: fast(3) })
+    const events = await collect(run)
+    const result = await run.result
+    expect(events[0]?.type).toBe('run.started')
+    expect(events.at(-1)?.type).toBe('run.finished')
+    const steps = events.filter((e) => e.type === 'step')
+    expect(steps.map((s) => s.index)).toEqual([0, 1, 2])
+    const order = events.map((e) => e.type)
+    expect(order.indexOf('prompt.started')).toBeLessThan(order.indexOf('step'))
+    expect(order.indexOf('video.written')).toBeGreaterThan(order.lastIndexOf('decode.window'))
+    expect(result.videos).toHaveLength(1)
+    const info = await probe(result.videos[0]!.path)
+    expect([info.frames, info.fps, info.width, info.height, info.codec]).toEqual([49, 16, 96, 64, 'h264'])
+    expect(result.videos[0]!.prompts).toEqual(['a red boat, take 0'])
+    expect(result.loadSeconds.transformer).toBeGreaterThanOrEqual(0)
+  })
+
+  it('makes two 9-second videos from a storyboard file', async () => {
+    const run = await generate(STORYBOARD_9S, { outputDir: join(tmp, 'b'), overrides: fast(2) })
+    const result = await run.result
+    expect(result.videos.map((v) => v.index)).toEqual([0, 1])
+    for (const video of result.videos) {
+      const info = await probe(video.path)
+      expect([info.frames, info.fps]).toEqual([145, 16])
+    }
+    // video 0 cuts before segments 1 and 2; video 1 only before segment 2
+    expect(result.videos[0]!.prompts[1]?.startsWith('<start_scene>')).toBe(true)
+    expect(result.videos[1]!.prompts.map((p) => p.startsWith('<start_scene>'))).toEqual([false, false, true])
+  })
+
+  it('the CLI generates with --json and exits 0', async () => {
+    const r = await execa(
+      'node',
+      [
+        CLI,
+        'generate',
+        STORYBOARD_9S,
+        '--json',
+        '--out',
+        join(tmp, 'c'),
+        '--set',
+        'eval.num_denoising_steps=2',
+      ],
+      {
+        reject: false,
+        env: { TTT_VIDEO_CACHE: process.env.TTT_VIDEO_CACHE! },
+      },
+    )
+    expect(r.exitCode, r.stderr).toBe(0)
+    const lines = r.stdout
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; videos?: { path: string }[] })
+    expect(lines[0]?.type).toBe('run.started')
+    const result = lines.at(-1)!
+    expect(result.type).toBe('result')
+    expect(result.videos?.map((v) => existsSync(v.path))).toEqual([true, true])
+    expect(r.stderr).toMatch(/RANDOM weights/)
+  })
+
+  it('fails before any Python starts on a bad storyboard, config or bundle', async () => {
+    const out = join(tmp, 'd')
+    await expect(generate([[{ text: '' }]], { outputDir: out })).rejects.toBeInstanceOf(StoryboardError)
+    await expect(
+      generate(oneSegment(1), { outputDir: out, set: ['eval.sampling_num_frames=14'] }),
+    ).rejects.toThrow(/eval.sampling_num_frames/)
+    await expect(
+      generate(oneSegment(1), { outputDir: out, model: join(tmp, 'no-such-bundle') }),
+    ).rejects.toBeInstanceOf(WeightsNotFoundError)
+    await expect(generate(oneSegment(1), { outputDir: out, preset: 'ttt-mlp/3s' })).rejects.toBeInstanceOf(
+      WeightsNotFoundError,
+    )
+    await expect(generate(oneSegment(1), { outputDir: out, gpus: 0 })).rejects.toThrow(/positive integer/)
+    expect(existsSync(out)).toBe(false)
+  })
+
+  it('cancel() during sampling under torchrun rejects within 5 s and leaves no process behind', async () => {
+    const run = await generate(oneSegment(2), { outputDir: join(tmp, 'e'), overrides: fast(200), gpus: 2 })
+    await waitFor(run, (e) => e.type === 'step')
+    const tree = [run.pid!, ...descendants(run.pid!)]
+    expect(tree.length).toBeGreaterThanOrEqual(3) // torchrun and its two workers
+    const started = performance.now()
+    run.cancel('test')
+    await expect(run.result).rejects.toBeInstanceOf(CancelledError)
+    expect(performance.now() - started).toBeLessThan(5000)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(tree.filter(alive)).toEqual([])
+  })
+
+  it('an AbortSignal cancels too', async () => {
+    const controller = new AbortController()
+    const run = await generate(oneSegment(1), {
+      outputDir: join(tmp, 'f'),
+      overrides: fast(200),
+      signal: controller.signal,
+    })
+    await waitFor(run, (e) => e.type === 'step')
+    controller.abort('user')
+    await expect(run.result).rejects.toThrow(/cancelled \(user\)/)
+  })
+
+  it('a killed worker gives DistributedError', async () => {
+    const run = await generate(oneSegment(2), { outputDir: join(tmp, 'g'), overrides: fast(200), gpus: 2 })
+    await waitFor(run, (e) => e.type === 'step' && e.rank === 1)
+    const worker = descendants(run.pid!).find((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('RANK=1')
+      } catch {
+        return false
+      }
+    })
+    expect(worker).toBeDefined()
+    process.kill(worker!, 'SIGKILL')
+    const error = await run.result.catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(DistributedError)
+    expect((error as DistributedError).logTail.length).toBeGreaterThan(0)
+  })
+
+  it('two nodes on loopback (c10d) make the same videos as one process', async () => {
+    const videos = oneSegment(4)
+    const single = await (await generate(videos, { outputDir: join(tmp, 'h'), overrides: fast(2) })).result
+    const port = await freePort()
+    const runDir = join(tmp, 'two-nodes')
+    const node = (nodeRank: number) =>
+      generate(videos, {
+        runDir,
+        overrides: fast(2),
+        nnodes: 2,
+        nodeRank,
+        nprocPerNode: 1,
+        rdzvEndpoint: `127.0.0.1:${port}`,
+        rdzvId: 'two-node-test',
+      })
+    const [a, b] = await Promise.all([node(0), node(1)])
+    const [ra, rb] = await Promise.all([a.result, b.result])
+    expect(ra.videos.map((v) => v.index)).toEqual([0, 1, 2, 3])
+    expect(rb.videos.map((v) => v.index)).toEqual([0, 1, 2, 3])
+    for (let i = 0; i < 4; i++) {
+      expect(await framesDigest(ra.videos[i]!.path)).toBe(await framesDigest(single.videos[i]!.path))
+    }
+  })
+})
