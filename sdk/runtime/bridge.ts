@@ -479,7 +479,8 @@ export function inspectBundle(path: string, options: CallOptions & BridgeOptions
   return callPython('ttt_video.bundle_info.inspect_bundle', { path }, options)
 }
 
-export interface ConvertWeightsOptions extends CallOptions, BridgeOptions {
+export interface ConvertWeightsOptions extends Omit<CallOptions, 'onProgress'>, BridgeOptions {
+  onProgress?: (event: ConvertProgress) => void
   ssmLayer?: 'ttt_mlp' | 'ttt_linear' | 'none'
   /** Seed of the new TTT parameters (default 0). */
   seed?: number
@@ -512,6 +513,6 @@ export function convertWeights(
       link: options.copy !== true,
       ...(options.shardSizeBytes !== undefined ? { max_shard_bytes: options.shardSizeBytes } : {}),
     },
-    options,
+    { ...options, onProgress: options.onProgress as ((event: unknown) => void) | undefined },
   )
 }
