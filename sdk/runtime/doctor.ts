@@ -1,5 +1,7 @@
 import { statfsSync } from 'node:fs'
 import { execa } from 'execa'
+import { FfmpegNotFoundError } from '../video/errors.js'
+import { findFfmpeg } from '../video/ffmpeg.js'
 import { resolveVenvDir, venvExists, venvPython } from './paths.js'
 
 export interface GpuInfo {
@@ -102,7 +104,7 @@ export async function doctor(options: { venvDir?: string } = {}): Promise<Doctor
       })
   }
 
-  const ffmpeg = await findFfmpeg(python)
+  const ffmpeg = await locateFfmpeg(venvDir)
   if (!ffmpeg.path) {
     findings.push({
       level: 'problem',
@@ -131,14 +133,14 @@ export async function doctor(options: { venvDir?: string } = {}): Promise<Doctor
   }
 }
 
-async function findFfmpeg(
-  python: PythonDoctorReport | null,
-): Promise<{ path: string | null; source: string | null }> {
-  if (process.env.FFMPEG_PATH) return { path: process.env.FFMPEG_PATH, source: 'FFMPEG_PATH' }
-  const onPath = await execa('ffmpeg', ['-version'], { reject: false, timeout: 10_000 })
-  if (onPath.exitCode === 0) return { path: 'ffmpeg', source: 'PATH' }
-  if (python?.ffmpeg.path) return { path: python.ffmpeg.path, source: python.ffmpeg.source }
-  return { path: null, source: null }
+async function locateFfmpeg(venvDir: string): Promise<{ path: string | null; source: string | null }> {
+  try {
+    const found = await findFfmpeg({ venvDir })
+    return { path: found.ffmpeg, source: found.ffmpegSource }
+  } catch (e) {
+    if (e instanceof FfmpegNotFoundError) return { path: null, source: null }
+    throw e
+  }
 }
 
 /** A report as aligned text lines for a terminal. */
