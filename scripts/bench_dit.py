@@ -31,7 +31,9 @@ REFERENCE_TEXT_LENGTHS = {3: 498, 9: 502, 18: 471, 30: 497, 63: 458}
 DEFAULT_LATENT_SIZE = {"5B": (60, 90), "debug": (60, 90), "tiny": (8, 12)}
 
 
-def text_length_for(seconds: int, cfg: DiTConfig, grid: tuple[int, int], minimum: int) -> int:
+def text_length_for(
+    seconds: int, cfg: DiTConfig, grid: tuple[int, int], minimum: int
+) -> int:
     """The reference txt_maxlen at 480x720, else the smallest L >= minimum that fills whole mini-batches."""
     segments = seconds // 3
     tokens_per_frame = grid[0] * grid[1]
@@ -49,7 +51,9 @@ def text_length_for(seconds: int, cfg: DiTConfig, grid: tuple[int, int], minimum
     return length
 
 
-def forward_flops(cfg: DiTConfig, layout: SequenceLayout, batch: int = 1) -> dict[str, float]:
+def forward_flops(
+    cfg: DiTConfig, layout: SequenceLayout, batch: int = 1
+) -> dict[str, float]:
     """Multiply-add FLOPs (2 per MAC) of one forward, by kind."""
     D, E, H, d = cfg.model_dim, cfg.time_embed_dim, cfg.num_heads, cfg.head_dim
     N, Nv, Nt = layout.num_tokens, layout.num_video_tokens, layout.num_text_tokens
@@ -57,21 +61,31 @@ def forward_flops(cfg: DiTConfig, layout: SequenceLayout, batch: int = 1) -> dic
     patch_in = cfg.patch_size**2 * cfg.in_channels
 
     linear = 2 * Nv * patch_in * D + 2 * Nt * cfg.text_dim * D + 2 * Nv * D * patch_out
-    linear += 2 * (D * E + E * E + cfg.num_layers * 2 * E * 6 * D + E * 2 * D)  # per sample, negligible
+    linear += 2 * (
+        D * E + E * E + cfg.num_layers * 2 * E * 6 * D + E * 2 * D
+    )  # per sample, negligible
     per_layer = 4 * 2 * N * D * D + 2 * 2 * N * D * cfg.mlp_ratio * D
     scan = 0.0
     if cfg.has_ttt:
-        per_layer += 2 * (4 * 2 * N * D * D + 2 * N * D * H)  # two passes: wq/wk/wv/wo + lr heads
+        per_layer += 2 * (
+            4 * 2 * N * D * D + 2 * N * D * H
+        )  # two passes: wq/wk/wv/wo + lr heads
         if cfg.ssm_layer == "ttt_linear":
             scan_per_token_head = 6 * d * d  # K W, (eta K)^T G, Q W'
         else:
             hidden = cfg.ttt_mlp_ratio * d
-            scan_per_token_head = 14 * d * hidden  # K W1, X2 W2, G2 W2^T, dW2, dW1, Q W1', X W2'
+            scan_per_token_head = (
+                14 * d * hidden
+            )  # K W1, X2 W2, G2 W2^T, dW2, dW1, Q W1', X W2'
         scan = cfg.num_layers * 2 * N * H * scan_per_token_head
     linear += cfg.num_layers * per_layer
     window = layout.text_length + layout.window_frames * layout.tokens_per_frame
     attention = cfg.num_layers * layout.num_segments * 4 * window * window * D
-    return {"linear": batch * linear, "attention": batch * attention, "ttt_scan": batch * scan}
+    return {
+        "linear": batch * linear,
+        "attention": batch * attention,
+        "ttt_scan": batch * scan,
+    }
 
 
 def synchronize(device: torch.device) -> None:
@@ -79,7 +93,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_matmul_rate(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> float:
+def measure_matmul_rate(
+    device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5
+) -> float:
     """FLOP/s of a square ``size`` matmul (best of ``repeats``)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
@@ -94,7 +110,9 @@ def measure_matmul_rate(device: torch.device, dtype: torch.dtype, size: int, rep
     return 2 * size**3 / best
 
 
-def time_forward(model: TTTVideoDiT, inputs, device: torch.device, warmup: int, repeats: int) -> float:
+def time_forward(
+    model: TTTVideoDiT, inputs, device: torch.device, warmup: int, repeats: int
+) -> float:
     """Median seconds of one forward."""
     with torch.inference_mode():
         for _ in range(warmup):
@@ -114,20 +132,34 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="5B")
-    parser.add_argument("--ssm-layer", default="ttt_mlp", choices=["ttt_mlp", "ttt_linear", "none"])
-    parser.add_argument("--mini-batch-size", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--lengths", default="3,9,63", help="video lengths in seconds (multiples of 3)")
     parser.add_argument(
-        "--latent-size", default=None, help="HxW of the latents, default 60x90 (8x12 for tiny)"
+        "--ssm-layer", default="ttt_mlp", choices=["ttt_mlp", "ttt_linear", "none"]
+    )
+    parser.add_argument(
+        "--mini-batch-size", type=int, default=None, help="default: the preset's"
+    )
+    parser.add_argument(
+        "--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"]
+    )
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument(
+        "--lengths", default="3,9,63", help="video lengths in seconds (multiples of 3)"
+    )
+    parser.add_argument(
+        "--latent-size",
+        default=None,
+        help="HxW of the latents, default 60x90 (8x12 for tiny)",
     )
     parser.add_argument("--min-text-length", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--matmul-size", type=int, default=None, help="default 8192 on GPU, 1024 on CPU")
+    parser.add_argument(
+        "--matmul-size", type=int, default=None, help="default 8192 on GPU, 1024 on CPU"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the TTT step and the MLP")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the TTT step and the MLP"
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -151,14 +183,20 @@ def main() -> None:
         if device.type == "cuda"
         else f"CPU ({torch.get_num_threads()} threads)"
     )
-    print(f"# device {device_name}, {args.dtype}; matmul {matmul_size}^3: {rate / 1e12:.3f} TFLOP/s")
+    print(
+        f"# device {device_name}, {args.dtype}; matmul {matmul_size}^3: {rate / 1e12:.3f} TFLOP/s"
+    )
     print(
         f"# preset {args.preset} ({cfg.ssm_layer}, mini-batch {cfg.mini_batch_size}), latents {height}x{width}, "
         f"warm-up {args.warmup}, median of {args.repeats}{', compiled' if args.compile else ''}"
     )
 
-    model = TTTVideoDiT.from_config(cfg, device=device, dtype=dtype, seed=0, compile=args.compile).eval()
-    print("| length | n | T | L | tokens | GFLOP (lin / attn / scan) | ms | TFLOP/s | floor ms | x floor |")
+    model = TTTVideoDiT.from_config(
+        cfg, device=device, dtype=dtype, seed=0, compile=args.compile
+    ).eval()
+    print(
+        "| length | n | T | L | tokens | GFLOP (lin / attn / scan) | ms | TFLOP/s | floor ms | x floor |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seconds in (int(s) for s in args.lengths.split(",")):
         if seconds % 3 or seconds <= 0:
@@ -169,15 +207,23 @@ def main() -> None:
         layout = SequenceLayout(n, length, frames, grid[0], grid[1])
         generator = torch.Generator().manual_seed(seconds)
         inputs = (
-            torch.randn(1, frames, cfg.in_channels, height, width, generator=generator).to(device, dtype),
-            torch.randn(1, n, length, cfg.text_dim, generator=generator).to(device, dtype),
+            torch.randn(
+                1, frames, cfg.in_channels, height, width, generator=generator
+            ).to(device, dtype),
+            torch.randn(1, n, length, cfg.text_dim, generator=generator).to(
+                device, dtype
+            ),
             torch.tensor([999.0], device=device),
         )
-        seconds_per_forward = time_forward(model, inputs, device, args.warmup, args.repeats)
+        seconds_per_forward = time_forward(
+            model, inputs, device, args.warmup, args.repeats
+        )
         flops = forward_flops(cfg, layout)
         total = sum(flops.values())
         floor = total / rate
-        parts = " / ".join(f"{flops[k] / 1e9:.1f}" for k in ("linear", "attention", "ttt_scan"))
+        parts = " / ".join(
+            f"{flops[k] / 1e9:.1f}" for k in ("linear", "attention", "ttt_scan")
+        )
         print(
             f"| {seconds} s | {n} | {frames} | {length} | {layout.num_tokens} | {total / 1e9:.1f} ({parts}) | "
             f"{seconds_per_forward * 1e3:.1f} | {total / seconds_per_forward / 1e12:.3f} | {floor * 1e3:.1f} | "

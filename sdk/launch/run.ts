@@ -62,7 +62,7 @@ export interface StartRunOptions {
   cwd?: string
   signal?: AbortSignal
   onLog?: (log: LogLine) => void
-  /** Seconds between SIGTERM and SIGKILL when cancelling (default 5). */
+  /** Seconds between SIGTERM and SIGKILL when cancelling (default 3). */
   killGraceSeconds?: number
 }
 
@@ -128,7 +128,7 @@ export function startRun(options: StartRunOptions): Run {
     if (finished || cancelReason !== undefined) return
     cancelReason = reason
     killGroup('SIGTERM')
-    setTimeout(() => killGroup('SIGKILL'), (options.killGraceSeconds ?? 5) * 1000).unref()
+    setTimeout(() => killGroup('SIGKILL'), (options.killGraceSeconds ?? 3) * 1000).unref()
   }
   const onAbort = () => cancel(String(options.signal?.reason ?? 'aborted'))
   if (options.signal?.aborted) onAbort()
