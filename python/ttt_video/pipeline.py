@@ -47,6 +47,7 @@ class PipelineModels:
     dit_dtype: torch.dtype
     text_dtype: torch.dtype
     bundle: dict[str, Any]
+    mesh: Any = None  # the DeviceMesh of a parallel run (ttt_video.parallel.build_mesh), else None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -85,10 +86,14 @@ def _require_dir(path: Path, what: str, hint: str) -> Path:
     return path
 
 
-def load_models(cfg: JobConfig, device: torch.device, emit: Emit) -> PipelineModels:
+def load_models(cfg: JobConfig, device: torch.device, emit: Emit, mesh: Any = None) -> PipelineModels:
     """The DiT, the VAE and T5 as the config says: `checkpoint.model_dir` (a bundle), optionally
     `checkpoint.init_state_dir` (DCP weights for the DiT), `eval.vae_checkpoint_path` (SAT VAE) and
-    `eval.t5_model_dir` (a folder with tokenizer/ and text_encoder/)."""
+    `eval.t5_model_dir` (a folder with tokenizer/ and text_encoder/).
+
+    With a `mesh` whose layout shards the DiT (tensor parallel, or FSDP over dp_sharding > 1) the DiT is
+    built sharded and each rank reads only its pieces (`ttt_video.parallel.load_parallel_dit`); the
+    layout is checked against the model before any weight is read. T5 and the VAE are replicated."""
     if cfg.checkpoint.model_dir is None and cfg.checkpoint.init_state_dir is None:
         raise WeightsMissingError(
             "no model: set checkpoint.model_dir to a model bundle (see `ttt-video convert`), "
@@ -111,7 +116,27 @@ def load_models(cfg: JobConfig, device: torch.device, emit: Emit) -> PipelineMod
     else:
         raise WeightsMissingError(f"{config_file} not found; {convert_hint}")
     dit_config = dit_config_for_job(base, cfg)
-    if cfg.checkpoint.init_state_dir is not None:
+    parallel_dit = False
+    if mesh is not None:
+        # imported here: torch.distributed's FSDP and DTensor modules take a while to import
+        from .parallel import dims_of, load_parallel_dit
+
+        dims = dims_of(mesh)
+        dims.check_model(dit_config)
+        parallel_dit = dims.needs_parallel_model
+    if parallel_dit:
+        dcp_dir = cfg.checkpoint.init_state_dir
+        if dcp_dir is not None:
+            _require_dir(Path(dcp_dir), "checkpoint.init_state_dir", "check the path")
+        dit = load_parallel_dit(
+            dit_config,
+            mesh,
+            dtype=dit_dtype,
+            device=device,
+            safetensors_dir=None if dcp_dir is not None else bundle / "transformer",
+            dcp_dir=dcp_dir,
+        )
+    elif cfg.checkpoint.init_state_dir is not None:
         dit = TTTVideoDiT.from_config(dit_config, device=device, dtype=torch.float32)
         load_dcp_weights(
             dit,
@@ -147,7 +172,7 @@ def load_models(cfg: JobConfig, device: torch.device, emit: Emit) -> PipelineMod
     emit("model.loaded", component="text_encoder", seconds=round(time.perf_counter() - started, 3))
 
     info = read_bundle_info(bundle) if bundle else {}
-    return PipelineModels(dit, vae, text, device, dit_dtype, text_dtype, info)
+    return PipelineModels(dit, vae, text, device, dit_dtype, text_dtype, info, mesh)
 
 
 def check_fits(models: PipelineModels, cfg: JobConfig) -> None:
@@ -172,15 +197,24 @@ def generate_video(
     index: int,
     run: RunDirectory,
     emit: Emit,
-) -> dict[str, Any]:
-    """Samples one video into `run`'s folder `prompt-<index>`; returns its meta.json content."""
+    *,
+    write: bool = True,
+) -> dict[str, Any] | None:
+    """Samples one video into `run`'s folder `prompt-<index>`; returns its meta.json content.
+
+    `write=False` is for the peers of the writer in a tensor- or CFG-parallel group (and for the filler
+    rounds of FSDP ranks that ran out of videos): it runs the same sampling, collectives included, and
+    touches no file; it returns None.
+    """
     started = time.perf_counter()
     n = segment_count(cfg)
     T = cfg.eval.sampling_num_frames
     emit("prompt.started", video=index, segments=n, frames=4 * (T - 1) + 1)
-    run.prepare_video(index)
+    if write:
+        run.prepare_video(index)
     prompts = segment_prompts(video)
-    run.write_prompt(index, prompts.prompts)
+    if write:
+        run.write_prompt(index, prompts.prompts)
 
     length = cfg.eval.txt_maxlen
     text_started = time.perf_counter()
@@ -203,9 +237,15 @@ def generate_video(
     generator = video_generator(cfg.job.seed, index)
     shape = (1, T, ev.latent_channels, ev.image_height // 8, ev.image_width // 8)
     noise = initial_noise(shape, generator, models.device)
-    denoise = guided_denoiser(
-        models.dit, cond, uncond, table, model_dtype=models.dit_dtype, cfg_batch=ev.cfg_batch
-    )
+    model, cfg_batch = models.dit, ev.cfg_batch
+    if models.mesh is not None:
+        from .parallel import CfgParallel, submesh
+
+        cfg_mesh = submesh(models.mesh, "cfg")
+        if cfg_mesh is not None:
+            # this rank runs one guidance branch; the pair is exchanged every step
+            model, cfg_batch = CfgParallel(models.dit, cfg_mesh), True
+    denoise = guided_denoiser(model, cond, uncond, table, model_dtype=models.dit_dtype, cfg_batch=cfg_batch)
 
     step_times: list[float] = []
     sampling_started = time.perf_counter()
@@ -227,6 +267,8 @@ def generate_video(
 
     latents = sample(denoise, noise, table, generator, sampler=ev.sampler, callback=on_step)
     sampling_seconds = time.perf_counter() - sampling_started
+    if not write:
+        return None
 
     z = latents.to(models.text_dtype).permute(0, 2, 1, 3, 4)
     windows = latent_windows(T)

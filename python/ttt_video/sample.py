@@ -4,12 +4,16 @@ Correct as a plain process and under `torchrun --nproc-per-node N` (gloo on CPU,
 are spread over the data-parallel ranks by global index (`index % dp_world == dp_rank`, spec 2.6);
 tensor-parallel and CFG-parallel peers of one data-parallel rank share a video and only the first of
 them writes it. Rank 0 emits the run-level events; the writer of each video emits that video's events.
+
+The layout comes from `[parallelism]` (docs/parallelism.md): the ranks form the mesh
+`(dp_replicate, dp_sharding, cfg_parallel, tp_sharding)`; with `dp_sharding > 1` the DiT is FSDP-sharded
+over the data-parallel ranks, which then sample in lockstep (a rank with fewer videos runs filler
+rounds that write nothing).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import signal
 import sys
@@ -65,7 +69,10 @@ def topology_from_env(group_size: int = 1) -> Topology:
 
 
 def error_code(error: BaseException) -> str:
-    if isinstance(error, (ConfigError, ModelConfigError)):
+    parallel = sys.modules.get(f"{__package__}.parallel")  # loaded if it raised
+    if isinstance(error, (ConfigError, ModelConfigError)) or (
+        parallel is not None and isinstance(error, parallel.ParallelismError)
+    ):
         return "CONFIG"
     if isinstance(error, StoryboardError):
         return "STORYBOARD"
@@ -125,6 +132,12 @@ def run_sample(config_path: Path, input_path: Path, run_dir: Path) -> int:
         events.close()
 
 
+def _max_over_ranks(value: int, device: torch.device) -> int:
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 class _Terminated(Exception):
     pass
 
@@ -136,24 +149,22 @@ def _on_sigterm(signum, frame) -> None:
 def _run(cfg, topo: Topology, run: RunDirectory, input_path: Path, events: EventWriter) -> int:
     started = time.perf_counter()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if topo.group_size > 1:
-        raise ModelConfigError(
-            "tensor and CFG parallel sampling (parallelism.tp_sharding > 1 or cfg_parallel > 1) is not "
-            "available yet; use data-parallel processes (dp_sharding = number of processes)"
-        )
     videos = run.storyboards(input_path)
     check_segment_counts(videos, segment_count(cfg), input_path)
 
     device = resolve_device(cfg.job.device, topo.local_rank)
     distributed = topo.world_size > 1
+    mesh = None
     if distributed:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group(
-            backend, timeout=datetime.timedelta(seconds=cfg.comm.init_timeout_seconds)
-        )
+        # imported here: torch.distributed's FSDP and DTensor modules take a while to import
+        from .parallel import ParallelDims, build_mesh, init_distributed
+
+        dims = ParallelDims.from_config(cfg.parallelism)
+        dims.check_world_size(topo.world_size)
+        init_distributed(cfg, device)
     try:
+        if distributed:
+            mesh = build_mesh(dims, topo.world_size, device.type)
         # On a CPU, each of several processes on one machine gets its share of the cores.
         if device.type == "cpu" and distributed and "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(
@@ -180,11 +191,22 @@ def _run(cfg, topo: Topology, run: RunDirectory, input_path: Path, events: Event
         for i in mine:
             if i not in todo:
                 emit_video("prompt.skipped", video=i, reason="complete")
-        if todo:
-            models = load_models(cfg, device, emit_run)
+        # Every rank loads when any rank has work: loading a DCP checkpoint is a collective, and so is
+        # every forward of a sharded DiT.
+        rounds = _max_over_ranks(len(todo), device) if distributed else len(todo)
+        if rounds:
+            models = load_models(cfg, device, emit_run, mesh=mesh)
             check_fits(models, cfg)
             for i in todo:
-                generate_video(models, cfg, videos[i], i, run, emit_video)
+                generate_video(models, cfg, videos[i], i, run, emit_video, write=topo.writes)
+            if cfg.parallelism.dp_sharding > 1:
+                # FSDP ranks sample different videos but gather each layer's weights together: a rank
+                # with fewer videos samples a stand-in (same shapes) as often as needed, writing nothing.
+                stand_in = todo[-1] if todo else (mine[0] if mine else 0)
+                for _ in range(rounds - len(todo)):
+                    generate_video(
+                        models, cfg, videos[stand_in], stand_in, run, lambda *a, **k: None, write=False
+                    )
         if distributed:
             torch.distributed.barrier()
         emit_run("run.finished", videos=len(videos), seconds=round(time.perf_counter() - started, 3))

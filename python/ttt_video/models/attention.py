@@ -62,7 +62,8 @@ class LocalAttention(nn.Module):
     def attend(self, x: torch.Tensor, layout: SequenceLayout, plan: AttentionPlan) -> torch.Tensor:
         """``x (B, N, D)`` in layout ``[text | video]`` -> attention output, same layout."""
         batch = x.shape[0]
-        heads = (self.num_heads, self.head_dim)
+        # -1 heads: under tensor parallelism the projections return only this rank's heads.
+        heads = (-1, self.head_dim)
         # Projections and q/k norms act per token, so they run once over the whole sequence even though
         # the overlap frames take part in two windows.
         q = self.q_norm(self.q(x).unflatten(-1, heads))

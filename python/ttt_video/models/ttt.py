@@ -281,6 +281,13 @@ def ttt_scan(
 # --------------------------------------------------------------------------------------------------
 
 
+def local_tensor(t: torch.Tensor) -> torch.Tensor:
+    """This rank's part of ``t``: the local shard of a DTensor (tensor parallelism shards the per-head
+    parameters on dim 0, see ``ttt_video.parallel``); any other tensor unchanged."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if to_local is not None else t
+
+
 class TTTBase(nn.Module):
     """Projections, L2-normalised and rotated q/k, normalised targets, learning rates, scan, output."""
 
@@ -321,7 +328,9 @@ class TTTBase(nn.Module):
 
     def learning_rate(self, x: torch.Tensor) -> torch.Tensor:
         """``base_lr * sigmoid(w_h . x + b_h) / head_dim`` per token and head, shape (B, N, H)."""
-        logits = F.linear(x, self.learnable_ttt_lr_weight.squeeze(1), self.learnable_ttt_lr_bias.squeeze(1))
+        weight = local_tensor(self.learnable_ttt_lr_weight)
+        bias = local_tensor(self.learnable_ttt_lr_bias)
+        logits = F.linear(x, weight.squeeze(1), bias.squeeze(1))
         return self.base_lr * torch.sigmoid(logits) / self.head_dim
 
     def reconstruction_values(self, v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -330,15 +339,19 @@ class TTTBase(nn.Module):
         mean = diff.mean(-1, keepdim=True)
         std = diff.std(-1, keepdim=True)
         normalised = (diff - mean) / (std + self.target_eps)
-        return k + self.ttt_norm_weight * normalised + self.ttt_norm_bias
+        return k + local_tensor(self.ttt_norm_weight) * normalised + local_tensor(self.ttt_norm_bias)
 
     def forward(self, x: torch.Tensor, plan: TTTPassPlan) -> torch.Tensor:
         """``x (B, N, D)`` already in scan order -> TTT output ``(B, N, D)`` in scan order."""
-        batch, length, dim = x.shape
-        heads, head_dim, cs = self.num_heads, self.head_dim, self.mini_batch_size
+        batch, length, _ = x.shape
+        head_dim, cs = self.head_dim, self.mini_batch_size
         if length % cs != 0:
             raise ValueError(f"TTT sequence length {length} is not a multiple of mini_batch_size {cs}")
-        q = F.normalize(self.wq(x).unflatten(-1, (heads, head_dim)), dim=-1)
+        q = self.wq(x)
+        # Under tensor parallelism wq/wk/wv return only this rank's heads, and the per-head parameters
+        # below are this rank's shards: the scan runs on the local heads.
+        heads = q.shape[-1] // head_dim
+        q = F.normalize(q.unflatten(-1, (heads, head_dim)), dim=-1)
         k = F.normalize(self.wk(x).unflatten(-1, (heads, head_dim)), dim=-1)
         v = self.wv(x).unflatten(-1, (heads, head_dim))
         q = apply_rotary(q, plan.rope_cos, plan.rope_sin)
@@ -360,7 +373,8 @@ class TTTBase(nn.Module):
             return t.permute(1, 0, 3, 2, 4).contiguous().permute(1, 2, 0, 3, 4)
 
         keys = to_mini_batches(k)
-        state = tuple(p.to(scan_dtype).expand(batch, *p.shape) for p in self.inner_parameters())
+        inner = (local_tensor(p) for p in self.inner_parameters())
+        state = tuple(p.to(scan_dtype).expand(batch, *p.shape) for p in inner)
         out = ttt_scan(
             self._step,
             state,
@@ -368,11 +382,12 @@ class TTTBase(nn.Module):
             keys,
             to_mini_batches(v) - keys,
             eta,
-            self.ttt_norm_weight.to(scan_dtype),
-            self.ttt_norm_bias.to(scan_dtype),
+            local_tensor(self.ttt_norm_weight).to(scan_dtype),
+            local_tensor(self.ttt_norm_bias).to(scan_dtype),
             self.inner_ln_eps,
         )
-        out = out.permute(0, 2, 3, 1, 4).reshape(batch, length, dim)
+        out = out.permute(0, 2, 3, 1, 4).reshape(batch, length, heads * head_dim)
+        # With tensor parallelism post_norm's input hook gathers the heads of all ranks.
         return self.wo(self.post_norm(out.to(x.dtype)))
 
 
