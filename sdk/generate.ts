@@ -166,12 +166,16 @@ function checkBundle(dir: string): void {
   }
 }
 
-/** Fits parallelism.dp_sharding to the number of processes when the other degrees leave room for it. */
+/**
+ * Fits the data-parallel degree to the process count the way the reference's sample_singlenode.sh does:
+ * `dp_replicate = processes / (dp_sharding x tp_sharding x cfg_parallel)`, i.e. independent replicas that
+ * each sample their own videos. (`dp_sharding > 1` instead FSDP-shards the DiT over the ranks.)
+ */
 function fitDataParallel(raw: ConfigObject, worldSize: number): ConfigObject {
   const par = (raw.parallelism ?? {}) as Record<string, number | undefined>
-  const fixed = (par.dp_replicate ?? 1) * (par.tp_sharding ?? 1) * (par.cfg_parallel ?? 1)
+  const fixed = (par.dp_sharding ?? 8) * (par.tp_sharding ?? 1) * (par.cfg_parallel ?? 1)
   if (worldSize % fixed !== 0) return raw
-  return mergeConfigObjects(raw, { parallelism: { dp_sharding: worldSize / fixed } })
+  return mergeConfigObjects(raw, { parallelism: { dp_replicate: worldSize / fixed } })
 }
 
 /** Resolves and validates everything a run needs, and writes its run directory. Starts no process. */

@@ -202,9 +202,16 @@ describe('generate()', () => {
     expect((error as DistributedError).logTail.length).toBeGreaterThan(0)
   })
 
-  it('two nodes on loopback (c10d) make the same videos as one process', async () => {
+  it('--gpus 2 (CPU processes) and two nodes on loopback (c10d) make the same videos as one process', async () => {
     const videos = oneSegment(4)
     const single = await (await generate(videos, { outputDir: join(tmp, 'h'), overrides: fast(2) })).result
+    const twoGpus = await (
+      await generate(videos, { outputDir: join(tmp, 'h2'), overrides: fast(2), gpus: 2 })
+    ).result
+    expect(twoGpus.videos.map((v) => v.index)).toEqual([0, 1, 2, 3])
+    for (let i = 0; i < 4; i++) {
+      expect(await framesDigest(twoGpus.videos[i]!.path)).toBe(await framesDigest(single.videos[i]!.path))
+    }
     const port = await freePort()
     const runDir = join(tmp, 'two-nodes')
     const node = (nodeRank: number) =>
