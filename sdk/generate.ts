@@ -150,7 +150,13 @@ function demoConfig(n: number): ConfigObject {
     throw new StoryboardError([
       { path: 'video[0]', message: `${n} segments is longer than the longest preset (63 s = 21 segments)` },
     ])
-  return mergeConfigObjects(base, { eval: { sampling_num_frames: frames }, model: { video_length: length } })
+  // 8 text tokens and 24 tokens per frame fill 16-token TTT mini-batches only for odd n (296n + 24);
+  // 8-token mini-batches fit every n.
+  const miniBatch = n % 2 === 1 ? {} : { mini_batch_size: 8 }
+  return mergeConfigObjects(base, {
+    eval: { sampling_num_frames: frames },
+    model: { video_length: length, ...miniBatch },
+  })
 }
 
 function checkBundle(dir: string): void {

@@ -11,11 +11,15 @@ export class EventFollower {
   private stopping = false
   private wake: (() => void) | undefined
 
+  /** `from`: the byte offset to start at (the size of the file when a resumed run starts). */
   constructor(
     private readonly file: string,
     private readonly onInvalid: (line: string, problem: string) => void,
     private readonly intervalMs = 100,
-  ) {}
+    from = 0,
+  ) {
+    this.offset = from
+  }
 
   stop(): void {
     this.stopping = true

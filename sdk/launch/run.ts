@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import {
@@ -77,9 +77,17 @@ export function startRun(options: StartRunOptions): Run {
   let cancelReason: string | undefined
   const logTail: string[] = []
 
-  const follower = new EventFollower(join(options.runDir, 'events.jsonl'), (line, problem) => {
-    options.onLog?.({ stream: 'stderr', line: `ttt-video: ignored an invalid event (${problem}): ${line}` })
-  })
+  // A resumed run appends to the events of earlier attempts: follow only this attempt's events.
+  const eventsFile = join(options.runDir, 'events.jsonl')
+  const earlier = existsSync(eventsFile) ? statSync(eventsFile).size : 0
+  const follower = new EventFollower(
+    eventsFile,
+    (line, problem) => {
+      options.onLog?.({ stream: 'stderr', line: `ttt-video: ignored an invalid event (${problem}): ${line}` })
+    },
+    100,
+    earlier,
+  )
   const pump = (async () => {
     for await (const event of follower.events()) {
       events.push(event)

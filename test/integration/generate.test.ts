@@ -185,6 +185,29 @@ describe('generate()', () => {
     await expect(run.result).rejects.toThrow(/cancelled \(user\)/)
   })
 
+  it('a cancelled run resumes in its run directory, skipping the finished video', async () => {
+    const runDir = join(tmp, 'resume')
+    const videos = oneSegment(2)
+    const first = await generate(videos, { runDir, overrides: fast(30) })
+    await waitFor(first, (e) => e.type === 'prompt.finished')
+    first.cancel('test')
+    await expect(first.result).rejects.toBeInstanceOf(CancelledError)
+    // the earlier attempt's error event is not this attempt's
+    const second = await generate(videos, { runDir, overrides: fast(30) })
+    const events = await collect(second)
+    expect(events.filter((e) => e.type === 'prompt.skipped').map((e) => e.video)).toEqual([0])
+    expect(events.filter((e) => e.type === 'prompt.started').map((e) => e.video)).toEqual([1])
+    expect((await second.result).videos.map((v) => v.index)).toEqual([0, 1])
+  })
+
+  it('the demo model takes any number of segments (6 s: even, 8-token mini-batches)', async () => {
+    const run = await generate([[{ text: 'a' }, { text: 'b', requires_scene_transition: true }]], {
+      outputDir: join(tmp, 'six'),
+      overrides: fast(2),
+    })
+    expect((await run.result).videos[0]!.frames).toBe(97)
+  })
+
   it('a killed worker gives DistributedError', async () => {
     const run = await generate(oneSegment(2), { outputDir: join(tmp, 'g'), overrides: fast(200), gpus: 2 })
     await waitFor(run, (e) => e.type === 'step' && e.rank === 1)
