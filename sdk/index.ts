@@ -48,3 +48,4 @@ export {
   validateStoryboards,
 } from './storyboard/index.js'
 export * from './video/index.js'
+export * from './server/index.js'

@@ -15,6 +15,7 @@ import {
   type Flags,
   UsageError,
 } from './commands.js'
+import { cmdServe, SERVE_FLAGS, SERVE_USAGE } from './serve.js'
 
 // The `ttt-video` command: parses flags and calls the SDK, nothing more.
 
@@ -34,6 +35,7 @@ Usage:
   ttt-video probe FILE [--json]
   ttt-video preview FILE [--format gif|webm] [--width W] [--out FILE]
   ttt-video subtitles RUN/prompt-K [--format vtt|srt] [--mux]
+  ${SERVE_USAGE}
 
 generate without --model runs the tiny demo model (random weights) on the CPU; presets: ttt-mlp/9s, ttt-linear/3s,
 cogvideox/3s, tiny/9s, ... (configs/eval/). Ctrl-C cancels a run and keeps finished videos.
@@ -247,6 +249,10 @@ export async function main(argv: string[]): Promise<number> {
           out: { type: 'string' },
         })
         return await cmdPreview(positionals, values)
+      }
+      case 'serve': {
+        const { values, positionals } = parse(rest, SERVE_FLAGS)
+        return await cmdServe(positionals, values)
       }
       case 'subtitles': {
         const { values, positionals } = parse(rest, { format: { type: 'string' }, mux: { type: 'boolean' } })

@@ -1,0 +1,158 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+import { serveOptions } from '../../sdk/cli/serve.js'
+import { bearerToken, tokensEqual } from '../../sdk/server/auth.js'
+import { isJobId, newJobId } from '../../sdk/server/ids.js'
+import { parseRange } from '../../sdk/server/media.js'
+import { openapiDocument } from '../../sdk/server/openapi.gen.js'
+import { match, routes } from '../../sdk/server/routes.js'
+import { apiJsonSchemas, JobRequest } from '../../sdk/server/schemas.js'
+import { formatPath } from '../../sdk/server/validate.js'
+import { ROOT } from '../helpers.js'
+
+interface OpenApi {
+  paths: Record<string, Record<string, unknown>>
+  components: { schemas: Record<string, unknown> }
+}
+const spec = parse(readFileSync(join(ROOT, 'sdk', 'server', 'openapi.yaml'), 'utf8')) as OpenApi
+
+describe('openapi.yaml', () => {
+  it('holds the JSON Schema of the SDK zod schemas it reuses (no drift)', () => {
+    const fromZod = apiJsonSchemas()
+    expect(Object.keys(fromZod).sort()).toEqual(['ConfigOverrides', 'JobRequest', 'RunEvent', 'Segment'])
+    for (const [id, schema] of Object.entries(fromZod)) {
+      expect([id, spec.components.schemas[id]]).toEqual([id, schema])
+    }
+  })
+
+  it('resolves every $ref', () => {
+    const refs = new Set<string>()
+    const walk = (v: unknown) => {
+      if (Array.isArray(v)) v.forEach(walk)
+      else if (v && typeof v === 'object') {
+        for (const [k, x] of Object.entries(v)) {
+          if (k === '$ref' && typeof x === 'string') refs.add(x)
+          else walk(x)
+        }
+      }
+    }
+    walk(spec)
+    expect(refs.size).toBeGreaterThan(10)
+    for (const ref of refs) {
+      const target = ref
+        .replace(/^#\//, '')
+        .split('/')
+        .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], spec)
+      expect([ref, target !== undefined]).toEqual([ref, true])
+    }
+  })
+
+  it('the generated files are up to date (api.gen.ts, openapi.gen.ts: the --check mode)', async () => {
+    const r = await execa('node', [join(ROOT, 'scripts', 'generate-api-types.mjs'), '--check'], {
+      reject: false,
+      cwd: ROOT,
+    })
+    expect([r.exitCode, r.stderr]).toEqual([0, ''])
+    expect(openapiDocument).toEqual(spec) // what /openapi.json serves
+  })
+
+  it('every operation of the document has a route, and every route is in the document', () => {
+    const table = routes({} as never)
+    const sample = (path: string) => path.replace('{id}', '20261125-101500-1a2b3c4d').replace('{index}', '0')
+    const operations = Object.entries(spec.paths).flatMap(([path, item]) =>
+      Object.keys(item)
+        .filter((k) => ['get', 'post', 'put', 'delete', 'head', 'patch'].includes(k))
+        .map((method) => [method.toUpperCase(), path] as const),
+    )
+    for (const [method, path] of operations) expect(() => match(table, method, sample(path))).not.toThrow()
+    const documented = new Set(Object.keys(spec.paths).map(sample))
+    for (const route of table) {
+      const example = [...documented].find((p) => route.pattern.test(p))
+      expect([String(route.pattern), example !== undefined]).toEqual([String(route.pattern), true])
+    }
+  })
+})
+
+describe('request schema and helpers', () => {
+  it('JobRequest takes storyboards and overrides, not paths or unknown sections', () => {
+    const ok = { storyboards: [[{ text: 'a' }]], overrides: { eval: { num_denoising_steps: 2 } }, seed: 1 }
+    expect(JobRequest.safeParse(ok).success).toBe(true)
+    for (const bad of [
+      { storyboards: [] },
+      { storyboards: [[]] },
+      { storyboards: [[{ text: 'a' }]], overrides: { eval: { output_dir: '/tmp' } } },
+      { storyboards: [[{ text: 'a' }]], overrides: { checkpoint: { model_dir: '/x' } } },
+      { storyboards: [[{ text: 'a' }]], overrides: { job: { dump_folder: '/x' } } },
+      { storyboards: [[{ text: 'a' }]], bundle: '../x' },
+      { storyboards: [[{ text: 'a' }]], preset: '../../etc/x' },
+      { storyboards: [[{ text: 'a' }]], model: '/bundle' },
+    ]) {
+      expect([bad, JobRequest.safeParse(bad).success]).toEqual([bad, false])
+    }
+  })
+
+  it('formats field paths as the problems show them', () => {
+    expect(formatPath(['storyboards', 0, 1, 'text'])).toBe('storyboards[0][1].text')
+    expect(formatPath(['overrides', 'eval', 'num_denoising_steps'])).toBe(
+      'overrides.eval.num_denoising_steps',
+    )
+  })
+
+  it('job ids are strict', () => {
+    const id = newJobId(new Date('2026-11-25T10:15:00Z'))
+    expect(id).toMatch(/^20261125-101500-[0-9a-f]{8}$/)
+    expect(isJobId(id)).toBe(true)
+    for (const bad of ['../x', '..', '', `${id}/..`, `${id}\n`, id.toUpperCase().replace(/-/g, '_')]) {
+      expect([bad, isJobId(bad)]).toEqual([bad, false])
+    }
+  })
+
+  it('tokens: bearer parsing and constant-time comparison of any lengths', () => {
+    expect(bearerToken('Bearer abc')).toBe('abc')
+    expect(bearerToken('bearer  abc ')).toBe('abc')
+    expect(bearerToken('Basic abc')).toBeUndefined()
+    expect(bearerToken(undefined)).toBeUndefined()
+    expect(tokensEqual('secret-token', 'secret-token')).toBe(true)
+    expect(tokensEqual('secret-token', 'secret-tokeN')).toBe(false)
+    expect(tokensEqual('', 'secret-token')).toBe(false)
+    expect(tokensEqual('x'.repeat(10_000), 'secret-token')).toBe(false)
+  })
+
+  it('serve flags become server options', () => {
+    expect(
+      serveOptions([], {
+        port: '0',
+        bundle: ['tiny=demo', 'big=/models/b'],
+        'gpu-set': ['0,1', '2,3'],
+        resume: true,
+        'job-nice': '0',
+      }),
+    ).toEqual({
+      port: 0,
+      bundles: { tiny: 'builtin:demo', big: '/models/b' },
+      gpuSets: ['0,1', '2,3'],
+      resume: true,
+      jobNice: 0,
+    })
+    expect(() => serveOptions([], { bundle: ['nopath'] })).toThrow(/NAME=PATH/)
+    expect(() => serveOptions([], { port: '70000' })).toThrow(/65535/)
+    expect(() => serveOptions(['x'], {})).toThrow(/positional/)
+  })
+
+  it('byte ranges', () => {
+    expect(parseRange(undefined, 100)).toBeNull()
+    expect(parseRange('bytes=0-9', 100)).toEqual({ start: 0, end: 9 })
+    expect(parseRange('bytes=90-', 100)).toEqual({ start: 90, end: 99 })
+    expect(parseRange('bytes=95-200', 100)).toEqual({ start: 95, end: 99 })
+    expect(parseRange('bytes=-10', 100)).toEqual({ start: 90, end: 99 })
+    expect(parseRange('bytes=-1000', 100)).toEqual({ start: 0, end: 99 })
+    expect(parseRange('bytes=0-1,5-9', 100)).toBeNull() // several ranges: the whole file
+    expect(parseRange('bytes=9-0', 100)).toBeNull()
+    expect(parseRange('items=0-9', 100)).toBeNull()
+    expect(() => parseRange('bytes=100-', 100)).toThrow(/100 bytes/)
+    expect(() => parseRange('bytes=-0', 100)).toThrow()
+  })
+})
