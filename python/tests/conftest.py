@@ -20,3 +20,14 @@ def tiny_bundle(tmp_path_factory) -> Path:
     from ttt_video.tiny_bundle import make_tiny_bundle
 
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny", seed=0)
+
+
+@pytest.fixture
+def single_thread():
+    """One torch thread for the test: on two shared cores tiny matmuls are much faster without the pool."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

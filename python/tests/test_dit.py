@@ -19,13 +19,7 @@ from ttt_video.models import (
     timestep_embedding,
 )
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_inputs(n: int, text_length: int = 8, seed: int = 0, batch: int = 1):

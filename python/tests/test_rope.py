@@ -18,13 +18,7 @@ from ttt_video.models import (
 from ttt_video.models.attention import LocalAttention, build_attention_plan
 from ttt_video.models.rope import axis_dims
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def independent_angles(t: int, h: int, w: int, d: int, theta: float = 10000.0) -> list[float]:

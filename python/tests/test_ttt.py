@@ -24,13 +24,7 @@ from ttt_video.models.ttt import TTTSequenceMixer, gelu_tanh_derivative, init_tt
 EPS = 1e-6
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # The CI machine has two shared cores; tiny matmuls are much faster without the thread pool.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { execa } from 'execa'
@@ -18,7 +18,7 @@ import {
   startBridge,
 } from '../../sdk/runtime/bridge.js'
 import { venvPython } from '../../sdk/runtime/paths.js'
-import { ROOT } from '../helpers.js'
+import { alive, ROOT } from '../helpers.js'
 
 // Real Python (the project's venv) through real pythonia: no mocks.
 const PYTHON = venvPython(join(ROOT, '.venv'))
@@ -71,21 +71,7 @@ def returns_bytes():
 `,
 )
 
-/** Running, not a zombie (an orphan's zombie waits for pid 1 to reap it, which can take a while here). */
 afterAll(() => rmSync(tmp, { recursive: true, force: true }))
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return process.platform !== 'linux'
-  }
-}
 
 async function gone(pid: number, withinMs: number): Promise<boolean> {
   const end = Date.now() + withinMs

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +10,7 @@ import type { RunEvent } from '../../sdk/launch/events.js'
 import type { Run } from '../../sdk/launch/run.js'
 import { venvPython } from '../../sdk/runtime/paths.js'
 import { probe } from '../../sdk/video/index.js'
-import { ROOT } from '../helpers.js'
+import { alive, descendants, ROOT } from '../helpers.js'
 
 // Real Python, real torchrun, the tiny demo bundle: no mocks.
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-generate-'))
@@ -25,37 +25,6 @@ async function collect(run: Run): Promise<RunEvent[]> {
   const events: RunEvent[] = []
   for await (const e of run) events.push(e)
   return events
-}
-
-/** Every process in the tree under `pid` (Linux /proc). */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
-    } catch {}
-  }
-  const out: number[] = []
-  const walk = (p: number) => {
-    for (const c of children.get(p) ?? []) {
-      out.push(c)
-      walk(c)
-    }
-  }
-  walk(pid)
-  return out
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ')
-  } catch {
-    return false
-  }
 }
 
 async function framesDigest(path: string): Promise<string> {

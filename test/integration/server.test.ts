@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +13,7 @@ import {
   type TttVideoServer,
 } from '../../sdk/server/index.js'
 import { probe } from '../../sdk/video/index.js'
+import { alive, descendants } from '../helpers.js'
 
 // A real server on an ephemeral loopback port, real Python with the tiny demo bundle: no mocks.
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-server-'))
@@ -74,36 +75,6 @@ function raw(
 }
 
 const auth = { Authorization: `Bearer ${TOKEN}` }
-
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
-    } catch {}
-  }
-  const out: number[] = []
-  const walk = (p: number) => {
-    for (const c of children.get(p) ?? []) {
-      out.push(c)
-      walk(c)
-    }
-  }
-  walk(pid)
-  return out
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ')
-  } catch {
-    return false
-  }
-}
 
 function jobPid(id: string): number | null {
   return (JSON.parse(readFileSync(join(jobsDir, id, 'job.json'), 'utf8')) as { pid: number | null }).pid
