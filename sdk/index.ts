@@ -34,6 +34,7 @@ export {
 } from './launch/events.js'
 export type { LogLine, Run, RunResult, VideoResult } from './launch/run.js'
 export * from './runtime/index.js'
+export * from './server/index.js'
 export {
   checkSegmentCounts,
   END_SCENE,
@@ -48,4 +49,3 @@ export {
   validateStoryboards,
 } from './storyboard/index.js'
 export * from './video/index.js'
-export * from './server/index.js'
