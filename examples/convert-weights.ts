@@ -2,7 +2,7 @@
 // TTT-Video model bundle, with progress. Needs the downloaded snapshot:
 //   npm run example examples/convert-weights.ts -- /path/to/CogVideoX-5b bundles/ttt-mlp [ttt_mlp|ttt_linear|none]
 import { existsSync } from 'node:fs'
-import { closeBridge, convertWeights, inspectBundle } from 'ttt-video'
+import { closeBridge, convert, inspectBundle } from 'ttt-video'
 
 const [from, to = 'bundles/ttt-mlp', ssmLayer = 'ttt_mlp'] = process.argv.slice(2)
 if (!from || !existsSync(from)) {
@@ -11,12 +11,11 @@ if (!from || !existsSync(from)) {
   )
   process.exit(0)
 }
-const bundle = await convertWeights(from, to, {
-  ssmLayer: ssmLayer as 'ttt_mlp' | 'ttt_linear' | 'none',
-  onProgress: (e) => {
-    if (e.type === 'convert.progress') process.stderr.write(`\rconverting ${e.done}/${e.total} tensors`)
-  },
-})
+const run = await convert(from, to, { ssmLayer: ssmLayer as 'ttt_mlp' | 'ttt_linear' | 'none' })
+for await (const e of run) {
+  if (e.type === 'convert.progress') process.stderr.write(`\rconverting ${e.done}/${e.total} tensors`)
+}
+const { bundle } = await run.result
 const info = await inspectBundle(bundle)
 console.log(`\n${bundle}: ${info.complete ? 'complete' : `problems: ${info.problems.join('; ')}`}`)
 await closeBridge()

@@ -1,7 +1,7 @@
 // A multi-GPU run: one process per GPU through torchrun, the videos spread over the processes.
 // Needs a machine with 2 or more CUDA GPUs and a converted model bundle:
 //   npm run example examples/multi-gpu.ts -- /path/to/bundle [preset]
-import { doctor, generate } from 'ttt-video'
+import { doctor, type EvalPreset, generate } from 'ttt-video'
 
 const [model, preset = 'ttt-mlp/9s'] = process.argv.slice(2)
 const report = await doctor()
@@ -17,7 +17,7 @@ if (gpus < 2 || !model) {
 
 const run = await generate('examples/storyboards/tom-and-jerry-9s.json', {
   model,
-  preset,
+  preset: preset as EvalPreset,
   gpus,
   outputDir: 'output/multi-gpu',
 })

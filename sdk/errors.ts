@@ -1,18 +1,19 @@
 /** One problem in a user input: where it is, and what to do about it. */
 export interface InputIssue {
-  /** Dotted field path (`model.ssm_layer`) or a storyboard location (`video 2, segment 0, text`). */
+  /** Dotted field path (`model.ssm_layer`) or a storyboard location (`video[2].segment[0].text`). */
   path: string
   message: string
   line?: number
   column?: number
+  /** The file the issue is in, when it differs from the error's file (data preparation). */
+  file?: string
 }
 
 function formatIssues(file: string | undefined, issues: InputIssue[]): string {
   const where = (i: InputIssue) => {
+    const f = i.file ?? file
     const pos =
-      i.line !== undefined
-        ? `${file ?? '<input>'}:${i.line}${i.column !== undefined ? `:${i.column}` : ''}`
-        : file
+      i.line !== undefined ? `${f ?? '<input>'}:${i.line}${i.column !== undefined ? `:${i.column}` : ''}` : f
     return [pos, i.path].filter(Boolean).join(': ')
   }
   return issues.map((i) => `${where(i) ? `${where(i)}: ` : ''}${i.message}`).join('\n')
@@ -45,6 +46,17 @@ export class StoryboardError extends TttVideoError {
   readonly issues: InputIssue[]
   constructor(issues: InputIssue[], file?: string) {
     super('STORYBOARD', formatIssues(file, issues))
+    this.file = file
+    this.issues = issues
+  }
+}
+
+/** Training data that cannot be used: bad annotation lines, unreadable clips, a broken dataset folder. */
+export class DataError extends TttVideoError {
+  readonly file: string | undefined
+  readonly issues: InputIssue[]
+  constructor(issues: InputIssue[], file?: string) {
+    super('DATA', formatIssues(file, issues))
     this.file = file
     this.issues = issues
   }
@@ -88,6 +100,20 @@ abstract class RunError extends TttVideoError {
 export class WeightsNotFoundError extends RunError {
   constructor(message: string, failure: RunFailure = { logTail: [] }) {
     super('WEIGHTS_MISSING', message, failure)
+  }
+}
+
+/** Weights that exist but cannot be used: a truncated or corrupted file, a broken config.json. */
+export class WeightsError extends RunError {
+  constructor(message: string, failure: RunFailure = { logTail: [] }) {
+    super('WEIGHTS', message, failure)
+  }
+}
+
+/** The model produced NaN or infinite values (broken weights, or an unstable setting). */
+export class NonFiniteError extends RunError {
+  constructor(message: string, failure: RunFailure) {
+    super('NON_FINITE', message, failure)
   }
 }
 

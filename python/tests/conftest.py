@@ -17,7 +17,7 @@ def read_vector(name: str):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    from ttt_video.tiny_bundle import make_tiny_bundle
+    from ttt_video.demo.tiny_bundle import make_tiny_bundle
 
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny", seed=0)
 

@@ -8,16 +8,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ttt_video.checkpoints import (
+from ttt_video.contracts.bundle import read_bundle_info
+from ttt_video.demo.tiny_bundle import make_tiny_bundle, make_tiny_snapshot, tiny_transformer_tensors
+from ttt_video.models import TTTVideoDiT, init_ttt_parameters
+from ttt_video.weights.convert import (
     ConversionError,
     convert_diffusers,
     diffusers_to_ttt_key,
-    load_dcp_weights,
-    read_bundle_info,
     ttt_to_diffusers_key,
 )
-from ttt_video.models import TTTVideoDiT, init_ttt_parameters
-from ttt_video.tiny_bundle import make_tiny_bundle, make_tiny_snapshot, tiny_transformer_tensors
+from ttt_video.weights.dcp import load_dcp_weights
+from ttt_video.weights.errors import WeightsError, WeightsMissingError
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,11 @@ def test_key_map_matches_spec_8_5():
 def test_convert_maps_every_tensor_and_seeds_the_ttt_parameters(snapshot, tmp_path, ssm_layer):
     events = []
     bundle = convert_diffusers(
-        snapshot, tmp_path / "bundle", ssm_layer=ssm_layer, seed=11, progress=events.append
+        snapshot,
+        tmp_path / "bundle",
+        ssm_layer=ssm_layer,
+        seed=11,
+        emit=lambda type, **fields: events.append({"type": type, **fields}),
     )
     model = TTTVideoDiT.from_pretrained(bundle / "transformer")
     state = model.state_dict()
@@ -69,12 +74,28 @@ def test_convert_maps_every_tensor_and_seeds_the_ttt_parameters(snapshot, tmp_pa
     assert (len(new) > 0) == (ssm_layer != "none")
     for key in new:
         assert torch.equal(state[key], reference.state_dict()[key]), key
-    assert [e["type"] for e in events][0] == "convert.started" and events[-1]["type"] == "convert.finished"
+    progress = [e for e in events if e["type"] == "convert.progress"]
+    assert progress[-1]["done"] == progress[-1]["total"] == len(state)
+    # every announced shard is a file of the bundle, under the name it was announced with
+    shards = [e["file"] for e in events if e["type"] == "convert.shard"]
+    assert shards and all((bundle / "transformer" / f).is_file() for f in shards)
     assert read_bundle_info(bundle)["latent_scale"] == 0.7
     for name in ("vae", "text_encoder", "tokenizer"):
         assert (
             (bundle / name).is_symlink() and (bundle / name / "config.json").exists() or name == "tokenizer"
         )
+
+
+def test_converted_files_follow_the_umask(snapshot, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        bundle = convert_diffusers(snapshot, tmp_path / "bundle", link=False)
+    finally:
+        os.umask(old)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in (bundle / "transformer").glob("*.safetensors")}
+    assert modes and set(modes.values()) == {0o644}, modes
 
 
 def test_seed_changes_only_the_ttt_parameters(snapshot, tmp_path):
@@ -115,7 +136,7 @@ def _broken_copy(snapshot, tmp_path):
 
 
 def test_bad_sources_name_the_problem(snapshot, tmp_path):
-    with pytest.raises(ConversionError, match="does not exist"):
+    with pytest.raises(WeightsMissingError, match="does not exist"):
         convert_diffusers(tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(ConversionError, match="no config.json"):
         convert_diffusers(tmp_path, tmp_path / "out")
@@ -135,12 +156,12 @@ def test_bad_sources_name_the_problem(snapshot, tmp_path):
 
     folder = _broken_copy(snapshot, tmp_path / "2")
     (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(ConversionError, match="not a readable safetensors file"):
+    with pytest.raises(WeightsError, match="diffusion_pytorch_model.safetensors: its header claims"):
         convert_diffusers(folder, tmp_path / "out")
 
     sharded = make_tiny_snapshot(tmp_path / "3", seed=1, transformer_shards=2)
     (sharded / "transformer" / "diffusion_pytorch_model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(ConversionError, match="missing: diffusion_pytorch_model-00002-of-00002"):
+    with pytest.raises(WeightsMissingError, match="missing: diffusion_pytorch_model-00002-of-00002"):
         convert_diffusers(sharded, tmp_path / "out")
     assert not (tmp_path / "out" / "transformer").exists()
 
@@ -171,7 +192,7 @@ def test_conversion_memory_stays_near_one_shard(tmp_path):
         from pathlib import Path
         import torch
         from safetensors.torch import save_file
-        from ttt_video.checkpoints import convert_diffusers, ttt_to_diffusers_key
+        from ttt_video.weights.convert import convert_diffusers, ttt_to_diffusers_key
         from ttt_video.models import TTTVideoDiT, build_config
 
         out = Path(sys.argv[1])

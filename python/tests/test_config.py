@@ -4,16 +4,15 @@ import json
 import pytest
 from conftest import ROOT, read_vector
 
-from ttt_video.config import (
-    PRESET_HEADS,
+from ttt_video.contracts import generated
+from ttt_video.contracts.config import (
     ConfigError,
     config_to_dict,
     load_config,
-    load_schema,
-    parse_set_args,
     segment_count,
     tokens_per_frame,
 )
+from ttt_video.contracts.overrides import parse_set_args
 
 SHIPPED = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.toml"))
 BAD = read_vector("bad-configs.json")["configs"]
@@ -25,10 +24,9 @@ def test_defaults_come_from_the_schema():
     assert cfg.eval.sampling_num_frames == 13 and cfg.eval.txt_maxlen == 498
     assert cfg.parallelism.dp_sharding == 8 and cfg.guider.schedule == "reference"
     assert cfg.faithfulness.ttt_lr_alignment == "reference"
-    schema = load_schema()["$defs"]["JobConfig"]["properties"]
     for section, values in config_to_dict(cfg).items():
         for name, value in values.items():
-            assert value == schema[section]["properties"][name].get("default"), f"{section}.{name}"
+            assert value == generated.FIELD_SCHEMAS[section][name].get("default"), f"{section}.{name}"
     assert segment_count(cfg) == 1 and tokens_per_frame(cfg) == 1350
 
 
@@ -106,19 +104,12 @@ def test_bad_config(vector, tmp_path):
     assert ("--set" if vector.get("set") else str(f)) in str(info.value)
 
 
-def test_preset_heads_match_the_model_presets():
-    from ttt_video.models.presets import build_config
-
-    for name, heads in PRESET_HEADS.items():
-        assert build_config(name).num_heads == heads
-
-
 def test_cli_validate_json(tmp_path, capsys):
     from ttt_video.__main__ import main
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nssm_layr = "x"\n')
     assert main(["config", "validate", "--json", str(ROOT / "configs/eval/ttt-mlp/3s.toml"), str(bad)]) == 1
-    results = json.loads(capsys.readouterr().out)
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert results[0]["ok"] and results[0]["config"]["model"]["ssm_layer"] == "ttt_mlp"
     assert not results[1]["ok"] and results[1]["issues"][0]["path"] == "model.ssm_layr"

@@ -356,9 +356,9 @@ def test_pipeline_checks_heads_before_reading_weights(tmp_path, tiny_bundle):
 
     from test_pipeline import make_run
 
-    from ttt_video.config import load_config
-    from ttt_video.pipeline import load_models
-    from ttt_video.sample import error_code
+    from ttt_video.contracts.config import load_config
+    from ttt_video.loading import load_models
+    from ttt_video.runner import error_code
 
     bundle = tmp_path / "one-head"
     shutil.copytree(tiny_bundle, bundle)

@@ -14,24 +14,10 @@ import psutil
 import pytest
 from conftest import ROOT
 
-from ttt_video.events import ERROR_CODES, EVENT_TYPES
-from ttt_video.sample import run_sample
+from ttt_video.__main__ import main
+from ttt_video.contracts.events import check_event
 
 STORYBOARD_9S = ROOT / "examples" / "storyboards" / "tom-and-jerry-9s.json"
-# fields every event type must carry (sdk/launch/events.ts is the full schema)
-REQUIRED = {
-    "run.started": {"run_dir", "world_size", "videos", "device"},
-    "model.loading": {"component"},
-    "model.loaded": {"component", "seconds"},
-    "prompt.started": {"video", "segments", "frames"},
-    "prompt.skipped": {"video", "reason"},
-    "step": {"video", "index", "total", "elapsed", "eta"},
-    "decode.window": {"video", "index", "total", "frames", "elapsed"},
-    "video.written": {"video", "path", "frames", "fps", "seconds"},
-    "prompt.finished": {"video", "seconds"},
-    "run.finished": {"videos", "seconds"},
-    "error": {"code", "message"},
-}
 
 
 def make_run(tmp_path: Path, bundle: Path, length: str, videos: list, **overrides) -> Path:
@@ -63,14 +49,11 @@ def read_frames(path: Path) -> tuple[np.ndarray, float]:
 
 def check_event_schema(events: list[dict]) -> None:
     for e in events:
-        assert e["v"] == 1 and e["type"] in EVENT_TYPES and isinstance(e["time"], float | int)
-        assert REQUIRED[e["type"]] <= e.keys(), e
-        if e["type"] == "error":
-            assert e["code"] in ERROR_CODES
+        check_event(e)  # raises on any event that does not match the contract
 
 
 def sample(run: Path) -> int:
-    return run_sample(run / "config.toml", run / "storyboards.jsonl", run)
+    return main(["sample", "--run-dir", str(run)])
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +66,14 @@ def nine_second_run(tmp_path_factory, tiny_bundle):
 
 def test_nine_seconds_three_segments(nine_second_run):
     run = nine_second_run
-    frames, fps = read_frames(run / "prompt-0" / "video.mp4")
+    frames, fps = read_frames(run / "video-0" / "video.mp4")
     assert frames.shape == (145, 64, 96, 3) and fps == 16
     assert frames.std() > 1  # not a blank video
-    prompts = (run / "prompt-0" / "prompt.txt").read_text().split("\n\n")
+    prompts = (run / "video-0" / "prompt.txt").read_text().split("\n\n")
     assert len(prompts) == 3
     assert prompts[0].endswith("<end_scene>") and prompts[1].startswith("<start_scene>")
     assert prompts[2].startswith("<start_scene>") and not prompts[2].endswith("<end_scene>")
-    meta = json.loads((run / "prompt-0" / "meta.json").read_text())
+    meta = json.loads((run / "video-0" / "meta.json").read_text())
     assert (
         meta["frames"] == 145 and meta["segments"] == 3 and meta["negative_prompts"][0].startswith("blurry")
     )
@@ -115,12 +98,12 @@ def test_three_seconds_and_determinism(tmp_path, tiny_bundle):
     d = make_run(tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 4}, job={"seed": 7})
     for run in (a, b, c, d):
         assert sample(run) == 0
-    fa, fps = read_frames(a / "prompt-0" / "video.mp4")
+    fa, fps = read_frames(a / "video-0" / "video.mp4")
     assert fa.shape[0] == 49 and fps == 16
-    assert (a / "prompt-0" / "prompt.txt").read_text() == "A puppy chases bubbles."
-    fb, _ = read_frames(b / "prompt-0" / "video.mp4")
-    fc, _ = read_frames(c / "prompt-0" / "video.mp4")
-    fd, _ = read_frames(d / "prompt-0" / "video.mp4")
+    assert (a / "video-0" / "prompt.txt").read_text() == "A puppy chases bubbles."
+    fb, _ = read_frames(b / "video-0" / "video.mp4")
+    fc, _ = read_frames(c / "video-0" / "video.mp4")
+    fd, _ = read_frames(d / "video-0" / "video.mp4")
     assert np.array_equal(fa, fb)
     # Batched and sequential guidance branches differ only by float rounding: a rare uint8 flip, which
     # H.264's prediction then spreads to a few neighbouring pixels (measured: mean |diff| 0.0007).
@@ -132,17 +115,17 @@ def test_resume_skips_finished_videos_and_cleans_unfinished_ones(tmp_path, tiny_
     videos = [[{"text": "one"}], [{"text": "two"}]]
     run = make_run(tmp_path, tiny_bundle, "3s", videos, eval={"num_denoising_steps": 2})
     # an unfinished earlier attempt at video 1: a partial file and no meta.json
-    (run / "prompt-1").mkdir()
-    (run / "prompt-1" / "video.mp4.partial").write_bytes(b"half a video")
+    (run / "video-1").mkdir()
+    (run / "video-1" / "video.mp4.partial").write_bytes(b"half a video")
     assert sample(run) == 0
-    first = (run / "prompt-0" / "meta.json").read_text()
-    assert not (run / "prompt-1" / "video.mp4.partial").exists()
+    first = (run / "video-0" / "meta.json").read_text()
+    assert not (run / "video-1" / "video.mp4.partial").exists()
     (run / "events.jsonl").unlink()
     assert sample(run) == 0
     events = events_of(run)
-    assert [e["video"] for e in events if e["type"] == "prompt.skipped"] == [0, 1]
-    assert not [e for e in events if e["type"] == "prompt.started"]
-    assert (run / "prompt-0" / "meta.json").read_text() == first
+    assert [e["video"] for e in events if e["type"] == "video.skipped"] == [0, 1]
+    assert not [e for e in events if e["type"] == "video.started"]
+    assert (run / "video-0" / "meta.json").read_text() == first
 
 
 def test_errors_become_events_with_codes(tmp_path, tiny_bundle):
@@ -172,8 +155,6 @@ def torchrun(run: Path, nproc: int) -> subprocess.Popen:
         "-m",
         "ttt_video",
         "sample",
-        "--config",
-        str(run / "config.toml"),
         "--run-dir",
         str(run),
     ]
@@ -196,8 +177,8 @@ def test_torchrun_spreads_videos_and_matches_one_process(tmp_path, tiny_bundle):
     by_rank = {e["video"]: e["rank"] for e in events if e["type"] == "video.written"}
     assert by_rank == {0: 0, 1: 1, 2: 0, 3: 1}
     for i in range(4):
-        a, _ = read_frames(single / f"prompt-{i}" / "video.mp4")
-        b, _ = read_frames(multi / f"prompt-{i}" / "video.mp4")
+        a, _ = read_frames(single / f"video-{i}" / "video.mp4")
+        b, _ = read_frames(multi / f"video-{i}" / "video.mp4")
         assert np.array_equal(a, b), i
 
 
@@ -226,12 +207,12 @@ def test_a_killed_rank_ends_the_run_with_a_distributed_error(tmp_path, tiny_bund
     assert time.time() - killed_at < 30
     errors = [e for e in events_of(run) if e["type"] == "error"]
     assert errors and errors[0]["code"] == "DISTRIBUTED", errors
-    assert not list(run.glob("prompt-*/video.mp4.partial"))
+    assert not list(run.glob("video-*/video.mp4.partial"))
 
 
 def test_job_config_reaches_the_loaded_model(tiny_bundle, tmp_path):
-    from ttt_video.config import load_config
-    from ttt_video.pipeline import load_models
+    from ttt_video.contracts.config import load_config
+    from ttt_video.loading import load_models
 
     run = make_run(
         tmp_path,

@@ -3,7 +3,7 @@ import base64
 import pytest
 from conftest import read_vector
 
-from ttt_video.storyboard import (
+from ttt_video.contracts.storyboard import (
     StoryboardError,
     check_segment_counts,
     parse_storyboards,

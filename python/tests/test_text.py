@@ -11,8 +11,8 @@ import sentencepiece as spm
 import torch
 from safetensors.torch import load_file
 
+from ttt_video.demo.tiny_parts import NUM_EXTRA_IDS, TINY_TOKENIZER_PIECES, make_tiny_text_encoder
 from ttt_video.text import SCENE_TOKENS, TextEncoder, TextEncoderError
-from ttt_video.tiny_parts import NUM_EXTRA_IDS, TINY_TOKENIZER_PIECES, make_tiny_text_encoder
 
 PROMPTS = [
     "A small brown mouse runs across the kitchen floor.<end_scene>",

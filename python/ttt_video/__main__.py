@@ -1,51 +1,48 @@
-"""`python -m ttt_video COMMAND`: the Python entry points the TypeScript SDK drives."""
+"""`python -m ttt_video COMMAND`: the Python entry points (long jobs are runs with events; see runner.py)."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+from .lifecycle import configure_threads, die_with_parent
 
-from .config import ConfigError, config_to_dict, load_config, segment_count
-from .storyboard import StoryboardError, check_segment_counts, read_storyboard_file, segment_prompts
+configure_threads()  # before torch is imported anywhere
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from .contracts.config import InputError, config_to_dict, load_config, segment_count  # noqa: E402
+from .contracts.storyboard import check_segment_counts, read_storyboard_file, segment_prompts  # noqa: E402
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import doctor_report
+    from .doctor import doctor_report, format_report
 
     report = doctor_report(args.disk_path)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        torch = report["torch"]
-        print(f"python  {report['python']['version']} ({report['python']['executable']})")
-        print(f"torch   {torch.get('version', torch.get('error'))}  cuda={torch.get('cuda_available')}")
-        for gpu in torch.get("gpus", []):
-            print(f"gpu {gpu['index']}   {gpu['name']} {gpu['memory_gib']} GiB")
-        print(f"ffmpeg  {report['ffmpeg'].get('path')}")
-        print(f"disk    {report['disk']['free_gib']} GiB free at {report['disk']['path']}")
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 
+def _print_outcome(ok: bool, payload: dict, text: str, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"ok": ok, **payload}))
+    else:
+        print(text, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def _config_validate(args: argparse.Namespace) -> int:
-    results = []
     status = 0
     for path in args.files:
         try:
             cfg = load_config(
                 path, args.set or None, world_size=args.world_size, check_paths=args.check_paths
             )
-            results.append({"file": path, "ok": True, "config": config_to_dict(cfg)})
-        except ConfigError as e:
-            status = 1
-            results.append(
-                {"file": path, "ok": False, "issues": [i.to_dict() for i in e.issues], "message": str(e)}
+            status |= _print_outcome(
+                True, {"file": path, "config": config_to_dict(cfg)}, f"{path}: ok", args.json
             )
-    if args.json:
-        print(json.dumps(results))
-    else:
-        for r in results:
-            print(f"{r['file']}: ok" if r["ok"] else r["message"], file=sys.stdout if r["ok"] else sys.stderr)
+        except InputError as e:
+            payload = {"file": path, "issues": [i.to_dict() for i in e.issues], "message": str(e)}
+            status |= _print_outcome(False, payload, str(e), args.json)
     return status
 
 
@@ -53,158 +50,106 @@ def _storyboard_check(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, args.set or None)
         videos = read_storyboard_file(args.file)
-        n = segment_count(cfg)
-        assert n is not None  # load_config enforced T = 12n + 1
-        check_segment_counts(videos, n, args.file)
-    except (ConfigError, StoryboardError) as e:
-        if args.json:
-            print(json.dumps({"ok": False, "issues": [i.to_dict() for i in e.issues], "message": str(e)}))
-        else:
-            print(str(e), file=sys.stderr)
-        return 1
-    prompts = [segment_prompts(v) for v in videos]
-    if args.json:
-        out = [{"prompts": p.prompts, "negative_prompts": p.negative_prompts} for p in prompts]
-        print(json.dumps({"ok": True, "videos": out}))
-    else:
-        print(f"{args.file}: {len(videos)} video(s) of {n} segment(s)")
-    return 0
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from .checkpoints import ConversionError, convert_diffusers
-
-    def progress(event: dict) -> None:
-        if args.json_progress:
-            print(json.dumps(event), flush=True)
-        elif event["type"] == "convert.progress":
-            print(
-                f"\rconverting: {event['done']}/{event['total']} tensors", end="", file=sys.stderr, flush=True
-            )
-        elif event["type"] == "convert.finished":
-            print(
-                f"\nwrote {event['path']} ({event['shards']} shard(s), {event['seconds']} s)", file=sys.stderr
-            )
-
-    try:
-        convert_diffusers(
-            args.source,
-            args.out,
-            ssm_layer=args.ssm_layer,
-            seed=args.seed,
-            max_shard_bytes=int(args.shard_size_gb * 2**30),
-            link=not args.copy,
-            progress=progress,
+        check_segment_counts(videos, segment_count(cfg), args.file)
+    except InputError as e:
+        return _print_outcome(
+            False, {"issues": [i.to_dict() for i in e.issues], "message": str(e)}, str(e), args.json
         )
-    except (ConversionError, FileNotFoundError) as e:
-        print(f"convert: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _make_tiny_bundle(args: argparse.Namespace) -> int:
-    from .tiny_bundle import make_tiny_bundle
-
-    path = make_tiny_bundle(args.out, seed=args.seed, ssm_layer=args.ssm_layer)
-    print(path)
-    return 0
+    prompts = [segment_prompts(v) for v in videos]
+    payload = {"videos": [{"prompts": p.prompts, "negative_prompts": p.negative_prompts} for p in prompts]}
+    return _print_outcome(
+        True, payload, f"{args.file}: {len(videos)} video(s) of {segment_count(cfg)} segment(s)", args.json
+    )
 
 
 def _table(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .sampling import step_table
+    from .sampling import format_step_table, step_table_for
 
     cfg = load_config(args.config, args.set or None)
-    rows = step_table(
-        cfg.eval.num_denoising_steps,
-        shift_scale=cfg.discretization.shift_scale,
-        guidance_scale=cfg.guider.scale,
-        guidance_exp=cfg.guider.exp,
-        guidance_schedule=cfg.guider.schedule,
-        sampler=cfg.eval.sampler,
-        timestep_bf16=cfg.faithfulness.timestep_bf16,
-        quantize_c_noise=cfg.denoiser.quantize_c_noise,
-        sigma_quantization=cfg.faithfulness.sigma_quantization,
-    )
     if args.json:
-        print(json.dumps([asdict(r) for r in rows]))
-        return 0
-    print(" step     t  t_model        a   a_next  idx      a_q   scale")
-    for r in rows:
-        print(
-            f"{r.index:5d} {r.timestep:5d} {r.model_timestep:8.1f} {r.a:8.6f} {r.a_next:8.6f} "
-            f"{r.quantized_index:4d} {r.a_q:8.6f} {r.guidance_scale:7.4f}"
-        )
+        print(json.dumps([asdict(r) for r in step_table_for(cfg)]))
+    else:
+        print(format_step_table(config_to_dict(cfg)))
     return 0
 
 
+def _make_tiny_bundle(args: argparse.Namespace) -> int:
+    from .demo.tiny_bundle import make_tiny_bundle
+
+    print(make_tiny_bundle(args.out, seed=args.seed, ssm_layer=args.ssm_layer))
+    return 0
+
+
+def _torchrun(args: argparse.Namespace, argv: list[str]) -> int:
+    """torchrun, ended when its parent dies (the launcher's SIGKILL leaves no worker holding GPUs)."""
+    from torch.distributed.run import main as torchrun_main
+
+    die_with_parent()
+    torchrun_main(argv)
+    return 0
+
+
+def _add_tools(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="report Python, torch, CUDA, GPUs, ffmpeg and disk")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--disk-path", default=".")
+    p.set_defaults(run=_doctor)
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(
+        dest="config_command", required=True
+    )
+    p = config.add_parser("validate", help="validate TOML configs (the same rules as the TypeScript side)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--world-size", type=int)
+    p.add_argument("--check-paths", action="store_true")
+    p.set_defaults(run=_config_validate)
+    board = sub.add_parser("storyboard", help="storyboard tools").add_subparsers(
+        dest="storyboard_command", required=True
+    )
+    p = board.add_parser("check", help="validate a storyboard file against a config")
+    p.add_argument("file")
+    p.add_argument("--config", required=True)
+    p.set_defaults(run=_storyboard_check)
+    p = sub.add_parser("table", help="the sampler's per-step table (t, a, quantised index, guidance scale)")
+    p.add_argument("--config", help="a TOML config (default: the defaults)")
+    p.set_defaults(run=_table)
+    for p in (config.choices["validate"], board.choices["check"], sub.choices["table"]):
+        p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
+        p.add_argument("--json", action="store_true")
+    p = sub.add_parser("make-tiny-bundle", help="build the tiny random-weight bundle of the tests")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ssm-layer", choices=("ttt_mlp", "ttt_linear", "none"), default="ttt_mlp")
+    p.set_defaults(run=_make_tiny_bundle)
+    p = sub.add_parser(
+        "torchrun", help="torchrun with its arguments, ended when its parent dies", add_help=False
+    )
+    p.set_defaults(run=_torchrun, passthrough=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .convert import add_parser as add_convert
+    from .sample import add_parser as add_sample
+
     parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    doctor = sub.add_parser("doctor", help="report Python, torch, CUDA, GPUs, ffmpeg and disk")
-    doctor.add_argument("--json", action="store_true")
-    doctor.add_argument("--disk-path", default=".")
-    doctor.set_defaults(run=_doctor)
-
-    config = sub.add_parser("config", help="configuration tools")
-    config_sub = config.add_subparsers(dest="config_command", required=True)
-    validate = config_sub.add_parser("validate", help="validate TOML configs against the shared schema")
-    validate.add_argument("files", nargs="+")
-    validate.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
-    validate.add_argument("--world-size", type=int)
-    validate.add_argument("--check-paths", action="store_true")
-    validate.add_argument("--json", action="store_true")
-    validate.set_defaults(run=_config_validate)
-
-    storyboard = sub.add_parser("storyboard", help="storyboard tools")
-    storyboard_sub = storyboard.add_subparsers(dest="storyboard_command", required=True)
-    check = storyboard_sub.add_parser("check", help="validate a storyboard against a config")
-    check.add_argument("file")
-    check.add_argument("--config", required=True)
-    check.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
-    check.add_argument("--json", action="store_true")
-    check.set_defaults(run=_storyboard_check)
-
-    convert = sub.add_parser("convert", help="convert a diffusers CogVideoX snapshot into a TTT-Video bundle")
-    convert.add_argument(
-        "--from", dest="source", required=True, help="CogVideoX snapshot or its transformer/"
-    )
-    convert.add_argument("--out", required=True, help="the bundle folder to write")
-    convert.add_argument("--ssm-layer", choices=("ttt_mlp", "ttt_linear", "none"), default="ttt_mlp")
-    convert.add_argument("--seed", type=int, default=0, help="seed of the new TTT parameters")
-    convert.add_argument("--shard-size-gb", type=float, default=5.0)
-    convert.add_argument(
-        "--copy", action="store_true", help="copy vae/, text_encoder/, tokenizer/ (default: link)"
-    )
-    convert.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
-    convert.set_defaults(run=_convert)
-
-    table = sub.add_parser(
-        "table", help="the sampler's per-step table (t, a, quantised index, guidance scale)"
-    )
-    table.add_argument("--config", help="a TOML config (default: the defaults)")
-    table.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE")
-    table.add_argument("--json", action="store_true")
-    table.set_defaults(run=_table)
-
-    from .sample import add_parser as add_sample_parser
-
-    add_sample_parser(sub)
-
-    tiny = sub.add_parser(
-        "make-tiny-bundle", help="build the tiny random-weight bundle used by tests and the demo"
-    )
-    tiny.add_argument("out")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--ssm-layer", choices=("ttt_mlp", "ttt_linear", "none"), default="ttt_mlp")
-    tiny.set_defaults(run=_make_tiny_bundle)
+    _add_tools(sub)
+    add_convert(sub)
+    add_sample(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if argv[:1] == ["torchrun"]:
+        return _torchrun(argparse.Namespace(), argv[1:])
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "research_flags", False):
+        return args.run(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.run(args)
 
 

@@ -18,8 +18,6 @@ import importlib
 import inspect
 import json
 import math
-import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -60,17 +58,9 @@ def dumps(value: Any) -> str:
 
 def install_parent_death_signal() -> bool:
     """Die (SIGTERM) when the Node thread that spawned us dies, even in the middle of a call (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
+    from .lifecycle import die_with_parent
 
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
-        return False
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-    return True
+    return die_with_parent()
 
 
 def add_sys_path(paths: list[str]) -> list[str]:

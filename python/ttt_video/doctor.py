@@ -84,3 +84,16 @@ def _disk_report(path: Path) -> dict[str, Any]:
         "free_gib": round(usage.free / 2**30, 1),
         "total_gib": round(usage.total / 2**30, 1),
     }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as lines for a terminal (the TypeScript doctor adds findings and fixes)."""
+    torch = report["torch"]
+    lines = [
+        f"python  {report['python']['version']} ({report['python']['executable']})",
+        f"torch   {torch.get('version', torch.get('error'))}  cuda={torch.get('cuda_available')}",
+        *(f"gpu {g['index']}   {g['name']} {g['memory_gib']} GiB" for g in torch.get("gpus", [])),
+        f"ffmpeg  {report['ffmpeg'].get('path')}",
+        f"disk    {report['disk']['free_gib']} GiB free at {report['disk']['path']}",
+    ]
+    return "\n".join(lines)

@@ -1,338 +1,212 @@
-"""Storyboard in, frames out: scene tokens -> T5 -> sampler -> VAE (window by window) -> mp4.
+"""One video, storyboard in, mp4 out, as named steps: inputs -> text -> latents -> denoise -> decode -> write.
 
-`load_models` reads a model bundle (contract 4) as the job configuration says; `generate_video` makes one
-video into its run-directory folder. The `sample` entry point wraps both for torchrun.
+``generate_video`` reads as the list of steps; each step is a function below. The models come from
+``ttt_video.loading.load_models``; the ``sample`` entry point wraps this for torchrun.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .checkpoints import load_dcp_weights, read_bundle_info
-from .config import JobConfig, segment_count
-from .models import DiTConfig, TTTVideoDiT, build_config
-from .run_dir import RunDirectory
-from .sampling import guided_denoiser, initial_noise, sample, step_table, video_generator
-from .storyboard import Video, segment_prompts
-from .text import TextEncoder
-from .vae import CogVideoXVAE, latent_windows
+from .contracts.config import JobConfig, segment_count
+from .contracts.run_dir import RunDirectory, output_identity
+from .contracts.storyboard import SegmentPrompts, Video, segment_prompts
+from .loading import PipelineModels
+from .runner import NonFiniteError
+from .sampling import guided_denoiser, initial_noise, sample, step_table_for, video_generator
+from .vae import latent_windows
 from .video_io import Mp4Writer, frames_to_uint8
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 Emit = Callable[..., Any]
 
 
-class WeightsMissingError(FileNotFoundError):
-    """The configured model weights are not where the config says."""
-
-
-class ModelConfigError(ValueError):
-    """The job configuration does not fit the model bundle."""
-
-
 @dataclass
-class PipelineModels:
-    dit: TTTVideoDiT
-    vae: CogVideoXVAE
-    text: TextEncoder
-    device: torch.device
-    dit_dtype: torch.dtype
-    text_dtype: torch.dtype
-    bundle: dict[str, Any]
-    mesh: Any = None  # the DeviceMesh of a parallel run (ttt_video.parallel.build_mesh), else None
+class VideoJob:
+    """What one video needs and what it has produced so far (timings fill in as the steps run)."""
+
+    index: int
+    video: Video
+    prompts: SegmentPrompts
+    frames: int  # latent frames T
+    timings: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ModelConfigError("job.device = cuda but torch sees no CUDA device; use auto or cpu")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-def dit_config_for_job(base: DiTConfig, cfg: JobConfig) -> DiTConfig:
-    """The bundle's architecture with the job's TTT hyper-parameters and faithfulness switches."""
-    if cfg.model.ssm_layer != base.ssm_layer:
-        raise ModelConfigError(
-            f"model.ssm_layer = {cfg.model.ssm_layer!r} but the model bundle was converted with "
-            f"{base.ssm_layer!r}; set model.ssm_layer = {base.ssm_layer!r} or convert again with "
-            f"--ssm-layer {cfg.model.ssm_layer}"
-        )
-    f = cfg.faithfulness
-    return dataclasses.replace(
-        base,
-        ttt_base_lr=cfg.model.ttt_base_lr,
-        mini_batch_size=cfg.model.mini_batch_size,
-        ttt_lr_alignment=f.ttt_lr_alignment,
-        reverse_pairing=f.reverse_pairing,
-        timestep_bf16=f.timestep_bf16,
-        rope_bf16=f.rope_bf16,
-    )
-
-
-def _require_dir(path: Path, what: str, hint: str) -> Path:
-    if not path.is_dir():
-        raise WeightsMissingError(f"{what} not found at {path}; {hint}")
-    return path
-
-
-def load_models(cfg: JobConfig, device: torch.device, emit: Emit, mesh: Any = None) -> PipelineModels:
-    """The DiT, the VAE and T5 as the config says: `checkpoint.model_dir` (a bundle), optionally
-    `checkpoint.init_state_dir` (DCP weights for the DiT), `eval.vae_checkpoint_path` (SAT VAE) and
-    `eval.t5_model_dir` (a folder with tokenizer/ and text_encoder/).
-
-    With a `mesh` whose layout shards the DiT (tensor parallel, or FSDP over dp_sharding > 1) the DiT is
-    built sharded and each rank reads only its pieces (`ttt_video.parallel.load_parallel_dit`); the
-    layout is checked against the model before any weight is read. T5 and the VAE are replicated."""
-    if cfg.checkpoint.model_dir is None and cfg.checkpoint.init_state_dir is None:
-        raise WeightsMissingError(
-            "no model: set checkpoint.model_dir to a model bundle (see `ttt-video convert`), "
-            "or use the tiny demo bundle"
-        )
-    bundle = Path(cfg.checkpoint.model_dir) if cfg.checkpoint.model_dir else None
-    convert_hint = "convert the CogVideoX-5b snapshot with `ttt-video convert` to get a complete bundle"
-    if bundle is not None:
-        _require_dir(bundle, "the model bundle (checkpoint.model_dir)", convert_hint)
-    dit_dtype = DTYPES[cfg.parallelism.fsdp_unsharded_dtype]
-    text_dtype = DTYPES[cfg.eval.dtype]
-
-    emit("model.loading", component="transformer")
-    started = time.perf_counter()
-    config_file = bundle / "transformer" / "config.json" if bundle else None
-    if config_file is not None and config_file.is_file():
-        base = DiTConfig.from_dict(json.loads(config_file.read_text()))
-    elif cfg.checkpoint.init_state_dir is not None:
-        base = build_config(cfg.model.size, ssm_layer=cfg.model.ssm_layer)
-    else:
-        raise WeightsMissingError(f"{config_file} not found; {convert_hint}")
-    dit_config = dit_config_for_job(base, cfg)
-    parallel_dit = False
-    if mesh is not None:
-        # imported here: torch.distributed's FSDP and DTensor modules take a while to import
-        from .parallel import dims_of, load_parallel_dit
-
-        dims = dims_of(mesh)
-        dims.check_model(dit_config)
-        parallel_dit = dims.needs_parallel_model
-    if parallel_dit:
-        dcp_dir = cfg.checkpoint.init_state_dir
-        if dcp_dir is not None:
-            _require_dir(Path(dcp_dir), "checkpoint.init_state_dir", "check the path")
-        dit = load_parallel_dit(
-            dit_config,
-            mesh,
-            dtype=dit_dtype,
-            device=device,
-            safetensors_dir=None if dcp_dir is not None else bundle / "transformer",
-            dcp_dir=dcp_dir,
-        )
-    elif cfg.checkpoint.init_state_dir is not None:
-        dit = TTTVideoDiT.from_config(dit_config, device=device, dtype=torch.float32)
-        load_dcp_weights(
-            dit,
-            _require_dir(Path(cfg.checkpoint.init_state_dir), "checkpoint.init_state_dir", "check the path"),
-        )
-        dit = dit.to(dit_dtype)
-    else:
-        dit = TTTVideoDiT.from_pretrained(
-            bundle / "transformer", device=device, dtype=dit_dtype, config=dit_config
-        )
-    dit.eval().requires_grad_(False)
-    emit("model.loaded", component="transformer", seconds=round(time.perf_counter() - started, 3))
-
-    emit("model.loading", component="vae")
-    started = time.perf_counter()
-    if cfg.eval.vae_checkpoint_path is not None:
-        vae = CogVideoXVAE.from_sat_checkpoint(cfg.eval.vae_checkpoint_path, device=device, dtype=text_dtype)
-    else:
-        vae_dir = _require_dir(
-            bundle / "vae" if bundle else Path("<no bundle>"), "the VAE (vae/)", convert_hint
-        )
-        vae = CogVideoXVAE.from_pretrained(vae_dir, device=device, dtype=text_dtype)
-    vae.eval().requires_grad_(False)
-    emit("model.loaded", component="vae", seconds=round(time.perf_counter() - started, 3))
-
-    emit("model.loading", component="text_encoder")
-    started = time.perf_counter()
-    text_root = Path(cfg.eval.t5_model_dir) if cfg.eval.t5_model_dir else bundle
-    if text_root is None:
-        raise WeightsMissingError("no text encoder: set checkpoint.model_dir or eval.t5_model_dir")
-    _require_dir(text_root / "text_encoder", "the T5 encoder (text_encoder/)", convert_hint)
-    text = TextEncoder.from_pretrained(text_root, device=device, dtype=text_dtype)
-    emit("model.loaded", component="text_encoder", seconds=round(time.perf_counter() - started, 3))
-
-    info = read_bundle_info(bundle) if bundle else {}
-    return PipelineModels(dit, vae, text, device, dit_dtype, text_dtype, info, mesh)
-
-
-def check_fits(models: PipelineModels, cfg: JobConfig) -> None:
-    """The job's text width and latent grid must fit the loaded model."""
-    dit = models.dit.config
-    text_dim = models.text.model.config.d_model
-    if text_dim != dit.text_dim:
-        raise ModelConfigError(
-            f"the T5 encoder is {text_dim} wide but the DiT expects text_dim {dit.text_dim}"
-        )
-    if cfg.eval.latent_channels != dit.in_channels:
-        raise ModelConfigError(
-            f"eval.latent_channels = {cfg.eval.latent_channels} but the DiT takes {dit.in_channels} channels"
-        )
-
-
-@torch.inference_mode()
-def generate_video(
-    models: PipelineModels,
-    cfg: JobConfig,
-    video: Video,
-    index: int,
-    run: RunDirectory,
-    emit: Emit,
-    *,
-    write: bool = True,
-) -> dict[str, Any] | None:
-    """Samples one video into `run`'s folder `prompt-<index>`; returns its meta.json content.
-
-    `write=False` is for the peers of the writer in a tensor- or CFG-parallel group (and for the filler
-    rounds of FSDP ranks that ran out of videos): it runs the same sampling, collectives included, and
-    touches no file; it returns None.
-    """
-    started = time.perf_counter()
-    n = segment_count(cfg)
-    T = cfg.eval.sampling_num_frames
-    emit("prompt.started", video=index, segments=n, frames=4 * (T - 1) + 1)
+def video_inputs(
+    cfg: JobConfig, video: Video, index: int, run: RunDirectory, emit: Emit, write: bool
+) -> VideoJob:
+    """Step 1: the prompts with scene tokens, the folder (emptied of an unfinished attempt), prompt.txt."""
+    job = VideoJob(index, video, segment_prompts(video), cfg.eval.sampling_num_frames)
+    emit("video.started", video=index, segments=segment_count(cfg), frames=4 * (job.frames - 1) + 1)
     if write:
         run.prepare_video(index)
-    prompts = segment_prompts(video)
-    if write:
-        run.write_prompt(index, prompts.prompts)
+        run.write_prompt(index, job.prompts.prompts)
+    return job
 
+
+def encode_text(models: PipelineModels, cfg: JobConfig, job: VideoJob, emit: Emit):
+    """Step 2: T5 of the positive and negative prompts, (1, n, L, D) each; warns of truncated prompts."""
+    started = time.perf_counter()
     length = cfg.eval.txt_maxlen
-    text_started = time.perf_counter()
-    cond = models.text.encode(prompts.prompts, length).unsqueeze(0).to(models.dit_dtype)
-    uncond = models.text.encode(prompts.negative_prompts, length).unsqueeze(0).to(models.dit_dtype)
-    text_seconds = time.perf_counter() - text_started
+    for j, tokens in enumerate(models.text.token_counts(job.prompts.prompts)):
+        if tokens > length:
+            message = (
+                f"is {tokens} tokens long; T5 reads the first {length} (eval.txt_maxlen), the rest is cut"
+            )
+            emit("warning", message=message, path=f"video[{job.index}].segment[{j}].text")
+    cond = models.text.encode(job.prompts.prompts, length).unsqueeze(0).to(models.dit_dtype)
+    uncond = models.text.encode(job.prompts.negative_prompts, length).unsqueeze(0).to(models.dit_dtype)
+    job.timings["text_seconds"] = round(time.perf_counter() - started, 3)
+    return cond, uncond
 
+
+def initial_latents(models: PipelineModels, cfg: JobConfig, job: VideoJob):
+    """Step 3: the video's own generator (from job.seed and its index) and its first draw, x_T."""
+    generator = video_generator(cfg.job.seed, job.index)
     ev = cfg.eval
-    table = step_table(
-        ev.num_denoising_steps,
-        shift_scale=cfg.discretization.shift_scale,
-        guidance_scale=cfg.guider.scale,
-        guidance_exp=cfg.guider.exp,
-        guidance_schedule=cfg.guider.schedule,
-        sampler=ev.sampler,
-        timestep_bf16=cfg.faithfulness.timestep_bf16,
-        quantize_c_noise=cfg.denoiser.quantize_c_noise,
-        sigma_quantization=cfg.faithfulness.sigma_quantization,
-    )
-    generator = video_generator(cfg.job.seed, index)
-    shape = (1, T, ev.latent_channels, ev.image_height // 8, ev.image_width // 8)
-    noise = initial_noise(shape, generator, models.device)
-    model, cfg_batch = models.dit, ev.cfg_batch
+    shape = (1, job.frames, ev.latent_channels, ev.image_height // 8, ev.image_width // 8)
+    return generator, initial_noise(shape, generator, models.device)
+
+
+def _velocity_model(models: PipelineModels, cfg: JobConfig):
+    """The DiT, or one guidance branch per rank when the mesh has a cfg dimension."""
     if models.mesh is not None:
         from .parallel import CfgParallel, submesh
 
         cfg_mesh = submesh(models.mesh, "cfg")
         if cfg_mesh is not None:
-            # this rank runs one guidance branch; the pair is exchanged every step
-            model, cfg_batch = CfgParallel(models.dit, cfg_mesh), True
-    denoise = guided_denoiser(model, cond, uncond, table, model_dtype=models.dit_dtype, cfg_batch=cfg_batch)
+            return CfgParallel(models.dit, cfg_mesh), True
+    return models.dit, cfg.eval.cfg_batch
+
+
+def denoise(models: PipelineModels, cfg: JobConfig, job: VideoJob, text, noise, generator, emit: Emit):
+    """Step 4: the sampler over the step table; x0 of every step must be finite."""
+    table = step_table_for(cfg)
+    model, cfg_batch = _velocity_model(models, cfg)
+    guided = guided_denoiser(model, *text, table, model_dtype=models.dit_dtype, cfg_batch=cfg_batch)
+
+    def checked(x, a, model_timestep, step):
+        x0 = guided(x, a, model_timestep, step)
+        if not torch.isfinite(x0).all():
+            raise NonFiniteError(
+                f"video {job.index}: the prediction of step {step + 1} (timestep {table[step].timestep}) holds NaN "
+                "or infinite values; the model's weights are broken or the settings unstable (try float32)"
+            )
+        return x0
 
     step_times: list[float] = []
-    sampling_started = time.perf_counter()
-    last = [sampling_started]
+    started = last = time.perf_counter()
 
     def on_step(step: int, total: int) -> None:
+        nonlocal last
         now = time.perf_counter()
-        step_times.append(now - last[0])
-        last[0] = now
-        elapsed = now - sampling_started
-        emit(
-            "step",
-            video=index,
-            index=step,
-            total=total,
-            elapsed=round(elapsed, 3),
-            eta=round(elapsed / (step + 1) * (total - step - 1), 3),
-        )
+        step_times.append(round(now - last, 4))
+        last, elapsed = now, now - started
+        eta = round(elapsed / (step + 1) * (total - step - 1), 3)
+        emit("step", video=job.index, index=step, total=total, elapsed=round(elapsed, 3), eta=eta)
 
-    latents = sample(denoise, noise, table, generator, sampler=ev.sampler, callback=on_step)
-    sampling_seconds = time.perf_counter() - sampling_started
-    if not write:
-        return None
+    latents = sample(checked, noise, table, generator, sampler=cfg.eval.sampler, callback=on_step)
+    job.timings.update(sampling_seconds=round(time.perf_counter() - started, 3), seconds_per_step=step_times)
+    return latents
 
+
+def decode_to_mp4(
+    models: PipelineModels, cfg: JobConfig, job: VideoJob, latents, run: RunDirectory, emit: Emit
+):
+    """Step 5: the VAE, window by window, each window's frames appended to the mp4 at once."""
+    ev = cfg.eval
     z = latents.to(models.text_dtype).permute(0, 2, 1, 3, 4)
-    windows = latent_windows(T)
+    total = len(latent_windows(job.frames))
     window_times: list[float] = []
-    decode_started = time.perf_counter()
-    out = run.video_file(index)
-    with Mp4Writer(out, ev.sampling_fps, ev.image_width, ev.image_height) as writer:
-        window_started = time.perf_counter()
+    started = window_started = time.perf_counter()
+    with Mp4Writer(run.video_file(job.index), ev.sampling_fps, ev.image_width, ev.image_height) as writer:
         for i, frames in enumerate(models.vae.decode_stream(z, latent_scale=ev.vae_scale_factor)):
             writer.write(frames_to_uint8(frames))
-            window_times.append(time.perf_counter() - window_started)
+            window_times.append(round(time.perf_counter() - window_started, 4))
+            elapsed = round(time.perf_counter() - started, 3)
             emit(
                 "decode.window",
-                video=index,
+                video=job.index,
                 index=i,
-                total=len(windows),
+                total=total,
                 frames=int(frames.shape[2]),
-                elapsed=round(time.perf_counter() - decode_started, 3),
+                elapsed=elapsed,
             )
             window_started = time.perf_counter()
         frame_count = writer.frames
-    decode_seconds = time.perf_counter() - decode_started
-    emit(
-        "video.written",
-        video=index,
-        path=str(out),
-        frames=frame_count,
-        fps=ev.sampling_fps,
-        seconds=round(frame_count / ev.sampling_fps, 3),
+    job.timings.update(
+        decode_seconds=round(time.perf_counter() - started, 3), seconds_per_window=window_times
     )
+    return frame_count
 
-    meta = {
-        "video": index,
-        "seed": cfg.job.seed,
+
+def write_meta(
+    models: PipelineModels, cfg: JobConfig, job: VideoJob, frame_count: int, run: RunDirectory, emit: Emit
+):
+    """Step 6: video.written, then meta.json (written last: it marks the folder complete)."""
+    ev = cfg.eval
+    facts = {
+        "video": job.index,
         "frames": frame_count,
         "fps": ev.sampling_fps,
         "seconds": round(frame_count / ev.sampling_fps, 3),
-        "segments": n,
+    }
+    emit("video.written", path=str(run.video_file(job.index)), **facts)
+    meta = {
+        **facts,
+        "seed": cfg.job.seed,
+        "segments": segment_count(cfg),
         "width": ev.image_width,
         "height": ev.image_height,
-        "prompts": prompts.prompts,
-        "negative_prompts": prompts.negative_prompts,
+        "prompts": job.prompts.prompts,
+        "negative_prompts": job.prompts.negative_prompts,
         "sampler": ev.sampler,
         "steps": ev.num_denoising_steps,
         "guidance_schedule": cfg.guider.schedule,
         "latent_scale": ev.vae_scale_factor,
-        "model": {
-            "ssm_layer": models.dit.config.ssm_layer,
-            "model_dim": models.dit.config.model_dim,
-            "num_layers": models.dit.config.num_layers,
-            "bundle": cfg.checkpoint.model_dir,
-            "bundle_latent_scale": models.bundle.get("latent_scale"),
-            "bundle_source": models.bundle.get("source"),
-        },
+        "model": _model_meta(models, cfg),
         "device": str(models.device),
-        "timings": {
-            "total_seconds": round(time.perf_counter() - started, 3),
-            "text_seconds": round(text_seconds, 3),
-            "sampling_seconds": round(sampling_seconds, 3),
-            "seconds_per_step": [round(t, 4) for t in step_times],
-            "decode_seconds": round(decode_seconds, 3),
-            "seconds_per_window": [round(t, 4) for t in window_times],
-        },
+        "identity": output_identity(cfg, job.video, models.fingerprint),
+        "timings": job.timings,
     }
-    run.write_meta(index, meta)
-    emit("prompt.finished", video=index, seconds=meta["timings"]["total_seconds"])
+    run.write_meta(job.index, meta)
+    return meta
+
+
+def _model_meta(models: PipelineModels, cfg: JobConfig) -> dict[str, Any]:
+    config = models.dit.config
+    return {
+        "ssm_layer": config.ssm_layer,
+        "model_dim": config.model_dim,
+        "num_layers": config.num_layers,
+        "bundle": cfg.checkpoint.model_dir,
+        "fingerprint": models.fingerprint,
+        "bundle_latent_scale": models.bundle.get("latent_scale"),
+        "bundle_source": models.bundle.get("source"),
+    }
+
+
+@torch.inference_mode()
+def generate_video(models, cfg, video, index, run: RunDirectory, emit: Emit, *, write: bool = True):
+    """Samples one video into ``run``'s folder ``video-<index>``; returns its meta.json content.
+
+    ``write=False`` is for the peers of the writer in a tensor- or CFG-parallel group (and for the filler
+    rounds of FSDP ranks that ran out of videos): it runs the same sampling, collectives included, and
+    touches no file; it returns None.
+    """
+    started = time.perf_counter()
+    job = video_inputs(cfg, video, index, run, emit, write)
+    text = encode_text(models, cfg, job, emit)
+    generator, noise = initial_latents(models, cfg, job)
+    latents = denoise(models, cfg, job, text, noise, generator, emit)
+    if not write:
+        return None
+    frame_count = decode_to_mp4(models, cfg, job, latents, run, emit)
+    job.timings["total_seconds"] = round(time.perf_counter() - started, 3)
+    meta = write_meta(models, cfg, job, frame_count, run, emit)
+    emit("video.finished", video=index, seconds=job.timings["total_seconds"])
     return meta

@@ -117,6 +117,11 @@ class TextEncoder:
         )
         return batch["input_ids"].to(torch.long)
 
+    def token_counts(self, prompts: Sequence[str]) -> list[int]:
+        """Tokens of each prompt before truncation, `</s>` included (more than L means T5 sees a cut)."""
+        batch = self.tokenizer(_check_prompts(prompts), add_special_tokens=True, return_attention_mask=False)
+        return [len(ids) for ids in batch["input_ids"]]
+
     def encode(self, prompts: Sequence[str], max_length: int) -> Tensor:
         """Hidden states `(n, max_length, d_model)` in `self.dtype` on the encoder's device."""
         ids = self.tokenize(prompts, max_length).to(self.device)

@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os'
+import { ConfigError } from '../errors.js'
 
 /** How many processes run, and where: one machine (`gpus` or `nprocPerNode`) or several (`nnodes`). */
 export interface ProcessLayout {
@@ -47,7 +47,7 @@ export function resolveLayout(layout: ProcessLayout, runId: string): ResolvedLay
   if (layout.rdzvEndpoint && !/^[\w.-]+:\d+$|^\[[\w:]+\]:\d+$/.test(layout.rdzvEndpoint)) {
     problems.push(`rdzvEndpoint must look like host:port, got "${layout.rdzvEndpoint}"`)
   }
-  if (problems.length > 0) throw new RangeError(problems.join('; '))
+  if (problems.length > 0) throw new ConfigError(problems.map((message) => ({ path: 'processes', message })))
   return {
     nprocPerNode,
     nnodes,
@@ -58,15 +58,14 @@ export function resolveLayout(layout: ProcessLayout, runId: string): ResolvedLay
   }
 }
 
-/** The command that starts the Python side: one process, or torchrun (`python -m torch.distributed.run`). */
-export function sampleCommand(
-  python: string,
-  configFile: string,
-  runDir: string,
-  layout: ResolvedLayout,
-): string[] {
-  const sample = ['-m', 'ttt_video', 'sample', '--config', configFile, '--run-dir', runDir]
-  if (layout.worldSize === 1) return [python, ...sample]
+/**
+ * The command that starts a Python entry point (`python -m ttt_video <entry> ...args`): one process, or
+ * torchrun through `python -m ttt_video torchrun`, which is torchrun with a safeguard that ends it when
+ * its parent dies.
+ */
+export function pythonCommand(python: string, entry: readonly string[], layout: ResolvedLayout): string[] {
+  const module = ['-m', 'ttt_video', ...entry]
+  if (layout.worldSize === 1) return [python, ...module]
   const rendezvous =
     layout.nnodes > 1
       ? [
@@ -80,25 +79,18 @@ export function sampleCommand(
   return [
     python,
     '-m',
-    'torch.distributed.run',
+    'ttt_video',
+    'torchrun',
     `--nproc-per-node=${layout.nprocPerNode}`,
     ...rendezvous,
-    ...sample,
+    ...module,
   ]
 }
 
-/** Environment of the Python processes; CPU threads are shared out between the local processes. */
-export function sampleEnvironment(
-  layout: ResolvedLayout,
-  extra: Record<string, string> = {},
-): Record<string, string> {
-  const env: Record<string, string> = { PYTHONUNBUFFERED: '1', ...extra }
-  if (
-    layout.nprocPerNode > 1 &&
-    process.env.OMP_NUM_THREADS === undefined &&
-    env.OMP_NUM_THREADS === undefined
-  ) {
-    env.OMP_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / layout.nprocPerNode)))
-  }
-  return env
+/**
+ * Environment of the Python processes. CPU thread counts are chosen on the Python side
+ * (python/ttt_video/lifecycle.py), the same for runs started here and runs started by hand.
+ */
+export function runEnvironment(extra: Record<string, string> = {}): Record<string, string> {
+  return { PYTHONUNBUFFERED: '1', ...extra }
 }

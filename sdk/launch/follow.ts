@@ -1,12 +1,17 @@
 import { open } from 'node:fs/promises'
-import { RunEvent } from './events.js'
+import { RunEvent } from '../contracts/events.js'
+
+/** What the follower does with a line that is not a valid event. */
+export type InvalidEventHandler = (line: string, problem: string) => void
 
 /**
  * Follows a JSON-lines file that other processes append to, yielding each complete line as a validated
- * event. `stop()` makes it read what is left and end.
+ * event. `stop()` makes it read what is left and end, whenever it is called (also in the middle of a
+ * read): the loop checks for a stop after every read, and its waits are ordinary timers, so a pending
+ * follower always keeps Node alive until it has ended.
  */
 export class EventFollower {
-  private offset = 0
+  private offset: number
   private partial: Buffer = Buffer.alloc(0)
   private stopping = false
   private wake: (() => void) | undefined
@@ -14,7 +19,7 @@ export class EventFollower {
   /** `from`: the byte offset to start at (the size of the file when a resumed run starts). */
   constructor(
     private readonly file: string,
-    private readonly onInvalid: (line: string, problem: string) => void,
+    private readonly onInvalid: InvalidEventHandler,
     private readonly intervalMs = 100,
     from = 0,
   ) {
@@ -28,14 +33,25 @@ export class EventFollower {
 
   async *events(): AsyncGenerator<RunEvent> {
     for (;;) {
-      const stopping = this.stopping
+      // A stop that came before this read is covered by it: everything written before the stop is read.
+      const lastRead = this.stopping
       for (const line of await this.readNewLines()) yield* this.parse(line)
-      if (stopping) return
-      await new Promise<void>((resolve) => {
-        this.wake = resolve
-        setTimeout(resolve, this.intervalMs).unref()
-      })
+      if (lastRead) return
+      await this.pause()
     }
+  }
+
+  /** Waits for the next poll, or not at all when a stop has arrived (then one last read follows). */
+  private pause(): Promise<void> {
+    if (this.stopping) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.intervalMs)
+      function done() {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.wake = done
+    })
   }
 
   private *parse(line: string): Generator<RunEvent> {
@@ -52,7 +68,8 @@ export class EventFollower {
     else this.onInvalid(line, result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))
   }
 
-  private async readNewLines(): Promise<string[]> {
+  /** The complete lines appended since the last read (a line cut by a write waits for its end). */
+  protected async readNewLines(): Promise<string[]> {
     let handle: Awaited<ReturnType<typeof open>>
     try {
       handle = await open(this.file, 'r')

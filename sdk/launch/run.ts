@@ -1,246 +1,218 @@
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { execa, type ResultPromise } from 'execa'
-import {
-  CancelledError,
-  ConfigError,
-  DistributedError,
-  OutOfMemoryError,
-  RunFailedError,
-  type RunFailure,
-  StoryboardError,
-  type TttVideoError,
-  WeightsNotFoundError,
-} from '../errors.js'
-import type { RunEvent } from './events.js'
+import type { RunEvent, RunKind } from '../contracts/events.js'
+import { applyEvent, emptyProgress, type RunProgress } from '../contracts/fold.js'
+import { RUN_FILES } from '../contracts/run-dir.js'
+import { CancelledError, DistributedError, RunFailedError, type RunFailure } from '../errors.js'
+import { errorFromEvent } from './errors.js'
 import { EventFollower } from './follow.js'
+import { type ProcessGroup, spawnGroup } from './process-group.js'
 
-export interface VideoResult {
-  /** Global index of the video in the storyboards. */
-  index: number
-  path: string
-  frames: number
-  fps: number
-  /** Length of the video in seconds. */
-  seconds: number
-  prompts: string[]
-  /** The full meta.json (seed, model identity, timings per step and per window). */
-  meta: Record<string, unknown>
-}
-
-export interface RunResult {
-  runDir: string
-  videos: VideoResult[]
-  /** Wall-clock seconds of the whole run, launch to exit. */
-  seconds: number
-  /** Seconds each model component took to load (from the events). */
-  loadSeconds: Record<string, number>
-}
+// A run of any kind (sample, train, prepare, convert): a command in its own process group, its events
+// followed from the run directory and folded into progress, its outcome turned into a typed result or
+// a typed error. The kind-specific part is `collect`, which builds the result.
 
 export interface LogLine {
   stream: 'stdout' | 'stderr'
   line: string
 }
 
-/** A running generation: an async iterable of its events, its result, and a way to stop it. */
-export interface Run extends AsyncIterable<RunEvent> {
+/** A running job: an async iterable of its events, its progress, its result, and a way to stop it. */
+export interface Run<R> extends AsyncIterable<RunEvent> {
+  readonly kind: RunKind
   readonly runDir: string
   /** The command line that was started. */
   readonly command: readonly string[]
   /** Process id of the launched process (the process group leader). */
   readonly pid: number | undefined
-  readonly result: Promise<RunResult>
+  readonly result: Promise<R>
+  /** The progress so far (the fold of the events seen). */
+  progress(): RunProgress
   /** Ends the whole process tree (SIGTERM, then SIGKILL after a grace period). */
   cancel(reason?: string): void
 }
 
-export interface StartRunOptions {
-  command: string[]
+export interface RunSpec<R> {
+  kind: RunKind
+  command: readonly string[]
   runDir: string
-  videoCount: number
+  /** The result of a run that finished well, from its progress and run directory. */
+  collect: (progress: RunProgress, runDir: string, seconds: number) => R
   env?: Record<string, string>
   cwd?: string
   signal?: AbortSignal
   onLog?: (log: LogLine) => void
   /** Seconds between SIGTERM and SIGKILL when cancelling (default 3). */
   killGraceSeconds?: number
+  /** A line of events.jsonl that is not a valid event fails the run (default: $TTT_VIDEO_STRICT_EVENTS). */
+  strictEvents?: boolean
 }
 
 const LOG_TAIL = 60
 
-export function startRun(options: StartRunOptions): Run {
-  const [file, ...args] = options.command as [string, ...string[]]
-  const started = performance.now()
-  const events: RunEvent[] = []
-  const waiters = new Set<() => void>()
-  let finished = false
-  let cancelReason: string | undefined
-  const logTail: string[] = []
-
-  // A resumed run appends to the events of earlier attempts: follow only this attempt's events.
-  const eventsFile = join(options.runDir, 'events.jsonl')
-  const earlier = existsSync(eventsFile) ? statSync(eventsFile).size : 0
-  const follower = new EventFollower(
-    eventsFile,
-    (line, problem) => {
-      options.onLog?.({ stream: 'stderr', line: `ttt-video: ignored an invalid event (${problem}): ${line}` })
-    },
-    100,
-    earlier,
-  )
-  const pump = (async () => {
-    for await (const event of follower.events()) {
-      events.push(event)
-      for (const wake of waiters) wake()
-    }
-  })()
-
-  // detached: the child leads a new process group, so the whole torchrun tree can be signalled at once.
-  const child: ResultPromise = execa(file, args, {
-    detached: true,
-    reject: false,
-    buffer: false,
-    stdin: 'ignore',
-    env: options.env ?? {},
-    ...(options.cwd ? { cwd: options.cwd } : {}),
-  })
-  const killGroup = (signal: NodeJS.Signals) => {
-    if (child.pid === undefined) return
-    try {
-      process.kill(-child.pid, signal)
-    } catch {
-      // already gone
-    }
-  }
-  const onExit = () => killGroup('SIGKILL')
-  process.once('exit', onExit)
-
-  for (const [stream, source] of [
-    ['stdout', child.stdout],
-    ['stderr', child.stderr],
-  ] as const) {
+/** Collects the last lines of both output streams and passes each line on. */
+function captureLogs(group: ProcessGroup, onLog: ((log: LogLine) => void) | undefined): string[] {
+  const tail: string[] = []
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const source = group.child[stream]
     let rest = ''
     source?.setEncoding('utf8')
     source?.on('data', (chunk: string) => {
       const lines = (rest + chunk).split('\n')
       rest = lines.pop() ?? ''
       for (const line of lines) {
-        logTail.push(line)
-        if (logTail.length > LOG_TAIL) logTail.shift()
-        options.onLog?.({ stream, line })
+        tail.push(line)
+        if (tail.length > LOG_TAIL) tail.shift()
+        onLog?.({ stream, line })
       }
     })
   }
+  return tail
+}
 
-  const cancel = (reason = 'cancelled') => {
-    if (finished || cancelReason !== undefined) return
-    cancelReason = reason
-    killGroup('SIGTERM')
-    setTimeout(() => killGroup('SIGKILL'), (options.killGraceSeconds ?? 3) * 1000).unref()
+/** Broadcasts new events to any number of iterators; each sees every event from the start. */
+class EventLog {
+  readonly events: RunEvent[] = []
+  private readonly waiters = new Set<() => void>()
+  ended = false
+
+  push(event: RunEvent): void {
+    this.events.push(event)
+    this.wakeAll()
   }
-  const onAbort = () => cancel(String(options.signal?.reason ?? 'aborted'))
-  if (options.signal?.aborted) onAbort()
-  else options.signal?.addEventListener('abort', onAbort, { once: true })
 
-  const result = (async (): Promise<RunResult> => {
-    const outcome = await child
-    // The group may still hold workers that outlive torchrun's exit: make sure nothing stays behind.
-    killGroup('SIGKILL')
+  end(): void {
+    this.ended = true
+    this.wakeAll()
+  }
+
+  async *iterate(): AsyncGenerator<RunEvent> {
+    let next = 0
+    for (;;) {
+      while (next < this.events.length) yield this.events[next++]!
+      if (this.ended) return
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.waiters.delete(wake)
+          resolve()
+        }
+        this.waiters.add(wake)
+      })
+    }
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.waiters]) wake()
+  }
+}
+
+/** Follows the run's events.jsonl (from its size now: a resumed run appends) into the log and the fold. */
+function followEvents(spec: RunSpec<unknown>, progress: RunProgress, log: EventLog) {
+  const invalid: string[] = []
+  const eventsFile = join(spec.runDir, RUN_FILES.events)
+  const follower = new EventFollower(
+    eventsFile,
+    (line, problem) => {
+      invalid.push(`${problem}: ${line}`)
+      spec.onLog?.({ stream: 'stderr', line: `ttt-video: an invalid event (${problem}): ${line}` })
+    },
+    100,
+    existsSync(eventsFile) ? statSync(eventsFile).size : 0,
+  )
+  const pump = (async () => {
+    for await (const event of follower.events()) {
+      applyEvent(progress, event)
+      log.push(event)
+    }
+  })()
+  const stop = async () => {
     follower.stop()
     await pump
-    finished = true
-    process.removeListener('exit', onExit)
-    options.signal?.removeEventListener('abort', onAbort)
-    for (const wake of waiters) wake()
-    const failure: RunFailure = { logTail: [...logTail], runDir: options.runDir }
-    if (cancelReason !== undefined) {
-      throw new CancelledError(
-        `the run was cancelled (${cancelReason}); finished videos stay in ${options.runDir}`,
-        options.runDir,
-      )
+  }
+  return { invalid, stop }
+}
+
+interface Ending {
+  exitCode: number | undefined
+  signal: string | undefined
+  cancelReason: string | undefined
+  invalid: string[]
+  logTail: string[]
+}
+
+/** The typed error of a run that did not finish well, or undefined. */
+function failureOf(spec: RunSpec<unknown>, progress: RunProgress, end: Ending): Error | undefined {
+  const failure: RunFailure = { logTail: [...end.logTail], runDir: spec.runDir }
+  if (end.cancelReason !== undefined)
+    return new CancelledError(
+      `the run was cancelled (${end.cancelReason}); its results so far stay in ${spec.runDir}`,
+      spec.runDir,
+    )
+  if (progress.error) return errorFromEvent(progress.error, failure)
+  const strict = spec.strictEvents ?? process.env.TTT_VIDEO_STRICT_EVENTS === '1'
+  if (strict && end.invalid.length > 0)
+    return new RunFailedError(
+      `the run wrote ${end.invalid.length} invalid event(s); the first: ${end.invalid[0]}`,
+      failure,
+    )
+  if (end.exitCode === 0 && progress.finished) return undefined
+  const how = end.signal ? `was killed by ${end.signal}` : `exited with code ${end.exitCode}`
+  const ErrorType = spec.command.includes('torchrun') ? DistributedError : RunFailedError
+  return new ErrorType(
+    `the Python process ${how} without finishing the run; last output:\n${end.logTail.slice(-15).join('\n')}`,
+    failure,
+  )
+}
+
+export function startRun<R>(spec: RunSpec<R>): Run<R> {
+  const started = performance.now()
+  const log = new EventLog()
+  const progress = emptyProgress()
+  const events = followEvents(spec, progress, log)
+  const group = spawnGroup(spec.command, {
+    ...(spec.env ? { env: spec.env } : {}),
+    ...(spec.cwd ? { cwd: spec.cwd } : {}),
+  })
+  const logTail = captureLogs(group, spec.onLog)
+  let cancelReason: string | undefined
+  const cancel = (reason = 'cancelled') => {
+    if (log.ended || cancelReason !== undefined) return
+    cancelReason = reason
+    group.terminate(spec.killGraceSeconds ?? 3)
+  }
+  const onAbort = () => cancel(String(spec.signal?.reason ?? 'aborted'))
+  if (spec.signal?.aborted) onAbort()
+  else spec.signal?.addEventListener('abort', onAbort, { once: true })
+
+  const result = (async (): Promise<R> => {
+    const outcome = await group.child
+    // The group may still hold workers that outlive the leader's exit: make sure nothing stays behind.
+    group.kill('SIGKILL')
+    group.release()
+    await events.stop()
+    log.end()
+    spec.signal?.removeEventListener('abort', onAbort)
+    const end = {
+      exitCode: outcome.exitCode,
+      signal: outcome.signal,
+      cancelReason,
+      invalid: events.invalid,
+      logTail,
     }
-    const error = events.find((e): e is Extract<RunEvent, { type: 'error' }> => e.type === 'error')
-    if (error) throw errorFromEvent(error, failure)
-    if (outcome.exitCode !== 0 || !events.some((e) => e.type === 'run.finished')) {
-      const how = outcome.signal ? `was killed by ${outcome.signal}` : `exited with code ${outcome.exitCode}`
-      const ErrorType =
-        file.includes('torch.distributed') || args.includes('torch.distributed.run')
-          ? DistributedError
-          : RunFailedError
-      throw new ErrorType(
-        `the Python process ${how} without finishing the run; last output:\n${logTail.slice(-15).join('\n')}`,
-        failure,
-      )
-    }
-    return collectResult(options.runDir, options.videoCount, events, (performance.now() - started) / 1000)
+    const error = failureOf(spec, progress, end)
+    if (error) throw error
+    return spec.collect(progress, spec.runDir, Math.round(performance.now() - started) / 1000)
   })()
   result.catch(() => {}) // a caller that only iterates events must not see an unhandled rejection
 
   return {
-    runDir: options.runDir,
-    command: options.command,
-    pid: child.pid,
+    kind: spec.kind,
+    runDir: spec.runDir,
+    command: spec.command,
+    pid: group.pid,
     result,
+    progress: () => progress,
     cancel,
-    async *[Symbol.asyncIterator]() {
-      let next = 0
-      for (;;) {
-        while (next < events.length) yield events[next++]!
-        if (finished) return
-        await new Promise<void>((resolve) => {
-          const wake = () => {
-            waiters.delete(wake)
-            resolve()
-          }
-          waiters.add(wake)
-        })
-      }
-    },
+    [Symbol.asyncIterator]: () => log.iterate(),
   }
-}
-
-function errorFromEvent(event: Extract<RunEvent, { type: 'error' }>, failure: RunFailure): TttVideoError {
-  const details: RunFailure = {
-    ...failure,
-    pythonCode: event.code,
-    ...(event.hint ? { hint: event.hint } : {}),
-    ...(event.traceback ? { traceback: event.traceback } : {}),
-  }
-  switch (event.code) {
-    case 'CONFIG':
-      return new ConfigError([{ path: '', message: event.message }])
-    case 'STORYBOARD':
-      return new StoryboardError([{ path: '', message: event.message }])
-    case 'WEIGHTS_MISSING':
-      return new WeightsNotFoundError(event.message, details)
-    case 'OUT_OF_MEMORY':
-      return new OutOfMemoryError(event.message, details)
-    case 'DISTRIBUTED':
-      return new DistributedError(event.message, details)
-    case 'CANCELLED':
-      return new CancelledError(event.message, failure.runDir)
-    default:
-      return new RunFailedError(`${event.message}${event.traceback ? `\n${event.traceback}` : ''}`, details)
-  }
-}
-
-function collectResult(runDir: string, videoCount: number, events: RunEvent[], seconds: number): RunResult {
-  const videos: VideoResult[] = []
-  for (let index = 0; index < videoCount; index++) {
-    const metaFile = join(runDir, `prompt-${index}`, 'meta.json')
-    if (!existsSync(metaFile)) continue
-    const meta = JSON.parse(readFileSync(metaFile, 'utf8')) as Record<string, unknown>
-    videos.push({
-      index,
-      path: join(runDir, `prompt-${index}`, 'video.mp4'),
-      frames: meta.frames as number,
-      fps: meta.fps as number,
-      seconds: meta.seconds as number,
-      prompts: meta.prompts as string[],
-      meta,
-    })
-  }
-  const loadSeconds: Record<string, number> = {}
-  for (const e of events) if (e.type === 'model.loaded') loadSeconds[e.component] = e.seconds
-  return { runDir, videos, seconds: Math.round(seconds * 1000) / 1000, loadSeconds }
 }

@@ -1,4 +1,4 @@
-import type { RunEvent } from '../launch/events.js'
+import type { RunEvent } from '../contracts/events.js'
 import type { components } from './api.gen.js'
 import { type JobState, ProgressTracker, TERMINAL_STATES } from './progress.js'
 import type { JobRecord, JobStore } from './store.js'
@@ -101,7 +101,7 @@ export class Job {
 
   private apply(event: RunEvent): void {
     this.events!.push(event)
-    this.tracker.apply(event, (index) => this.store.videoFacts(this.id, index))
+    this.tracker.apply(event)
   }
 
   private notify(): void {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { listPresets } from '../generate.js'
-import { doctor } from '../runtime/doctor.js'
+import { doctor } from '../python/doctor.js'
+import { listPresets } from '../runs/presets.js'
 import type { components } from './api.gen.js'
 import { readJsonBody, sendJson } from './http.js'
 import { isJobId } from './ids.js'

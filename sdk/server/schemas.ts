@@ -1,7 +1,7 @@
 import * as z from 'zod'
-import { JobConfigSchema, type SectionName } from '../config/schema.js'
-import { RunEvent } from '../launch/events.js'
-import type { Segment as StoryboardSegment } from '../storyboard/index.js'
+import { JobConfigSchema, type SectionName } from '../contracts/config/schema.js'
+import { RunEvent } from '../contracts/events.js'
+import type { Segment as StoryboardSegment } from '../contracts/storyboard.js'
 
 // The request bodies of the HTTP service, built from the SDK's own zod schemas (the config sections, the
 // event union). sdk/server/openapi.yaml holds their JSON Schema as components; test/unit/openapi.test.ts

@@ -1,7 +1,7 @@
 import { createWriteStream, readFileSync } from 'node:fs'
 import { setPriority } from 'node:os'
 import { CancelledError, TttVideoError } from '../errors.js'
-import { generate } from '../generate.js'
+import { generate } from '../runs/generate.js'
 import { newJobId } from './ids.js'
 import { Job } from './job.js'
 import { HttpError, notFound } from './problem.js'

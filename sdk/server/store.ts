@@ -10,9 +10,9 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { join, resolve } from 'node:path'
-import type { ConfigObject } from '../config/index.js'
-import { RunEvent } from '../launch/events.js'
-import type { Video } from '../storyboard/index.js'
+import type { ConfigObject } from '../contracts/config/index.js'
+import { RunEvent } from '../contracts/events.js'
+import type { Video } from '../contracts/storyboard.js'
 import type { components } from './api.gen.js'
 import { isJobId } from './ids.js'
 import type { JobState, VideoFacts } from './progress.js'

@@ -1,6 +1,8 @@
 import type * as z from 'zod'
-import type { ConfigObject } from '../config/index.js'
-import { locateField } from '../config/overrides.js'
+import type { ConfigObject } from '../contracts/config/index.js'
+import { locateField } from '../contracts/config/overrides.js'
+import type { EvalPreset } from '../contracts/presets.gen.js'
+import { validateStoryboards } from '../contracts/storyboard.js'
 import {
   ConfigError,
   type InputIssue,
@@ -8,8 +10,7 @@ import {
   StoryboardError,
   WeightsNotFoundError,
 } from '../errors.js'
-import { type GenerateOptions, prepareRun } from '../generate.js'
-import { validateStoryboards } from '../storyboard/index.js'
+import { type GenerateOptions, prepareGenerate } from '../runs/generate.js'
 import { HttpError, invalid } from './problem.js'
 import { JobRequest, OVERRIDABLE_SECTIONS, PATH_FIELDS } from './schemas.js'
 import type { JobInput } from './store.js'
@@ -110,7 +111,7 @@ export function generateOptions(
 ): GenerateOptions {
   return {
     ...(bundlePath === DEMO_BUNDLE ? {} : { model: bundlePath }),
-    ...(input.preset !== undefined ? { preset: input.preset } : {}),
+    ...(input.preset !== undefined ? { preset: input.preset as EvalPreset } : {}),
     ...(input.overrides !== undefined ? { overrides: input.overrides } : {}),
     ...(input.seed !== undefined ? { seed: input.seed } : {}),
     ...(slot.gpus !== undefined ? { gpus: slot.gpus } : {}),
@@ -169,7 +170,7 @@ export async function validateRequest(body: unknown, ctx: ValidationContext): Pr
   }
   try {
     const videos = validateStoryboards(request.storyboards)
-    await prepareRun(videos, {
+    await prepareGenerate(videos, {
       ...generateOptions(input, bundlePath!, ctx.slot, ctx.venvDir),
       dryRun: true,
     })

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module'
 import { basename, delimiter, dirname, extname, isAbsolute, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import type { FfmpegCommand } from 'fluent-ffmpeg'
-import { resolveVenvDir, venvPython } from '../runtime/paths.js'
+import { resolveVenvDir, venvPython } from '../python/paths.js'
 import { FfmpegError, FfmpegNotFoundError, VideoCancelledError, VideoInputError } from './errors.js'
 
 export interface FfmpegOptions {

@@ -8,7 +8,7 @@
  * estimates.
  */
 import { execa } from 'execa'
-import { resolveVenvDir, venvPython } from '../runtime/paths.js'
+import { resolveVenvDir, venvPython } from '../python/paths.js'
 import { FfmpegError, FfmpegNotFoundError, VideoCancelledError, VideoInputError } from './errors.js'
 import { findFfmpeg, requireFile, runFfmpeg, type VideoOptions } from './ffmpeg.js'
 

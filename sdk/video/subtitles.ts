@@ -7,7 +7,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { END_SCENE, START_SCENE } from '../storyboard/index.js'
+import { END_SCENE, START_SCENE } from '../contracts/storyboard.js'
 import { VideoInputError } from './errors.js'
 import {
   findFfmpeg,

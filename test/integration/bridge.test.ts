@@ -1,13 +1,11 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { execa } from 'execa'
-import ts from 'typescript'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  type ConvertProgress,
   callPython,
-  convertWeights,
+  closeBridge,
   getBridge,
   inspectBundle,
   type PythonBridge,
@@ -16,88 +14,46 @@ import {
   PythonCancelledError,
   PythonTimeoutError,
   startBridge,
-} from '../../sdk/runtime/bridge.js'
-import { venvPython } from '../../sdk/runtime/paths.js'
-import { alive, ROOT } from '../helpers.js'
+} from '../../sdk/python/bridge/index.js'
+import { doctor } from '../../sdk/python/doctor.js'
+import { resolveVenvDir, venvPython } from '../../sdk/python/paths.js'
+import { ROOT } from '../helpers.js'
 
-// Real Python (the project's venv) through real pythonia: no mocks.
-const PYTHON = venvPython(join(ROOT, '.venv'))
+// Real Python (the project's venv, or $TTT_VIDEO_VENV) through real pythonia: no mocks.
+const PYTHON = venvPython(resolveVenvDir())
+/** The folder of bridge_targets.py, the functions these tests call; the bridge puts it on sys.path. */
+const TARGETS = join(ROOT, 'test', 'integration')
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-bridge-'))
 
-// Targets for the tests, imported from a folder the bridge puts on sys.path.
-writeFileSync(
-  join(tmp, 'bridge_targets.py'),
-  `
-import os, time
-LAST = {}
-
-def nan_values():
-    return {"nan": float("nan"), "inf": float("inf"), "list": [1.5, float("-inf")], "ok": 2.5}
-
-def fail(what):
-    raise ValueError(f"bad value: {what}")
-
-def steps(n, progress=None, sleep=0.0):
-    LAST.clear()
-    try:
-        for i in range(n):
-            if progress is not None:
-                progress({"step": i, "total": n, "loss": float("nan") if i == 0 else i / n})
-            LAST["step"] = i
-            time.sleep(sleep)
-    except BaseException as e:
-        LAST["error"] = type(e).__name__
-        raise
-    return n
-
-def last():
-    return LAST
-
-def echo(**kwargs):
-    return kwargs
-
-def pid():
-    return os.getpid()
-
-def sleep(seconds):
-    time.sleep(seconds)
-    return seconds
-
-def die(code):
-    os._exit(code)
-
-def returns_bytes():
-    return b"abc"
-`,
-)
-
 afterAll(() => rmSync(tmp, { recursive: true, force: true }))
-
-async function gone(pid: number, withinMs: number): Promise<boolean> {
-  const end = Date.now() + withinMs
-  while (Date.now() < end) {
-    if (!alive(pid)) return true
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  return !alive(pid)
-}
 
 describe('Python bridge', () => {
   let bridge: PythonBridge
 
   beforeAll(async () => {
-    bridge = await startBridge({ python: PYTHON, sysPath: [tmp] })
+    bridge = await startBridge({ python: PYTHON, sysPath: [TARGETS] })
   })
   afterAll(async () => {
     await bridge?.close()
   })
 
-  it('runs doctor_report through the bridge', async () => {
-    const { doctorViaBridge } = await import('../../sdk/runtime/bridge.js')
-    const report = await doctorViaBridge({ diskPath: tmp })
-    expect(report.python.executable).toContain('.venv')
-    expect(report.torch.version).toMatch(/^2\./)
-    expect(report.disk.path).toBe(tmp)
+  it('runs doctor_report through the open bridge', async () => {
+    const report = await doctor()
+    expect(report.python?.python.executable).toContain('.venv')
+    expect(report.python?.torch.version).toMatch(/^2\./)
+    expect(report.python?.disk.path).toBe(realpathSync(process.cwd()))
+    expect(report.findings.map((f) => f.message).join('\n')).not.toMatch(/broken|already runs/)
+    // Another venv cannot get its own Python in this process: the report says whose it is.
+    const other = join(tmp, 'other-venv')
+    mkdirSync(join(other, 'bin'), { recursive: true })
+    symlinkSync(PYTHON, join(other, 'bin', 'python'))
+    const mixed = await doctor({ venvDir: other })
+    expect(mixed.python?.torch.version).toBe(report.python?.torch.version)
+    expect(mixed.findings).toContainEqual({
+      level: 'note',
+      message: expect.stringContaining(`already runs ${PYTHON}`),
+    })
+    expect(bridge.closed).toBe(false)
   })
 
   it('refuses a second bridge in the same process; getBridge and callPython share the open one', async () => {
@@ -109,7 +65,6 @@ describe('Python bridge', () => {
   })
 
   it('inspects a model bundle built here', async () => {
-    const { inspectBundle } = await import('../../sdk/runtime/bridge.js')
     const bundle = join(tmp, 'bundle')
     for (const c of ['transformer', 'vae', 'text_encoder']) {
       mkdirSync(join(bundle, c), { recursive: true })
@@ -212,6 +167,48 @@ save_file({"w": np.zeros((2, 2), np.float32)}, d + "/text_encoder/model.safetens
     )
   })
 
+  it('a queued call whose signal fires rejects at once and never reaches Python', async () => {
+    const ac = new AbortController()
+    const order: string[] = []
+    const first = bridge
+      .call(
+        'bridge_targets.steps',
+        { n: 3, sleep: 0.05 },
+        // The first call is running in Python when the queued one is aborted.
+        { onProgress: (e) => (e as { step: number }).step === 0 && ac.abort(new Error('never mind')) },
+      )
+      .then(() => order.push('first done'))
+    const queued = bridge
+      .call('bridge_targets.mark', { tag: 'queued' }, { signal: ac.signal })
+      .catch((e: unknown) => {
+        order.push('queued rejected')
+        return e
+      })
+    const err = await queued
+    expect(err).toBeInstanceOf(PythonCancelledError)
+    expect((err as PythonCancelledError).cause).toEqual(new Error('never mind'))
+    await first
+    expect(order).toEqual(['queued rejected', 'first done'])
+    expect(await bridge.call('bridge_targets.marks')).toEqual([])
+  })
+
+  it('a throwing progress listener stops Python and rejects the call with its error', async () => {
+    const boom = new Error('listener broke')
+    const err = await bridge
+      .call(
+        'bridge_targets.steps',
+        { n: 100, sleep: 0.01 },
+        {
+          onProgress: (e) => {
+            if ((e as { step: number }).step === 2) throw boom
+          },
+        },
+      )
+      .catch((e: unknown) => e)
+    expect(err).toBe(boom)
+    expect(await bridge.call('bridge_targets.last')).toEqual({ step: 1, error: 'Cancelled' })
+  })
+
   it('times out, stops Python at its next step and keeps calls in order', async () => {
     const slow = bridge.call('bridge_targets.steps', { n: 1000, sleep: 0.01 }, { timeoutMs: 200 })
     const next = bridge.call('bridge_targets.last')
@@ -219,27 +216,23 @@ save_file({"w": np.zeros((2, 2), np.float32)}, d + "/text_encoder/model.safetens
     expect((await next) as object).toMatchObject({ error: 'Cancelled' })
   })
 
-  it('converts a tiny CogVideoX snapshot with progress', async () => {
-    const snapshot = await callPython<string>('ttt_video.tiny_bundle.make_tiny_snapshot', {
-      out: join(tmp, 'snap'),
+  it('builds a tiny bundle and inspects it; a Python exception keeps its type', async () => {
+    const out = await callPython<string>('ttt_video.demo.tiny_bundle.make_tiny_bundle', {
+      out: join(tmp, 'tiny'),
       seed: 1,
+      ssm_layer: 'ttt_linear',
     })
-    const events: ConvertProgress[] = []
-    const out = await convertWeights(snapshot, join(tmp, 'converted'), {
-      ssmLayer: 'ttt_linear',
-      onProgress: (e) => {
-        events.push(e as ConvertProgress)
-      },
-    })
-    expect(out).toBe(join(tmp, 'converted'))
-    expect(events[0]?.type).toBe('convert.started')
-    expect(events.at(-1)?.type).toBe('convert.finished')
-    expect(events.some((e) => e.type === 'convert.progress' && e.done === e.total)).toBe(true)
+    expect(out).toBe(join(tmp, 'tiny'))
     const info = await inspectBundle(out)
     expect(info.complete).toBe(true)
-    const failure = await convertWeights(join(tmp, 'nowhere'), join(tmp, 'x')).catch((e: unknown) => e)
+    expect(info.components.transformer.safetensors?.tensors).toBeGreaterThan(0)
+    const failure = await callPython('ttt_video.weights.convert.convert_diffusers', {
+      src: join(tmp, 'nowhere'),
+      dst: join(tmp, 'x'),
+    }).catch((e: unknown) => e)
     expect(failure).toBeInstanceOf(PythonCallError)
-    expect((failure as PythonCallError).pythonType).toBe('ConversionError')
+    expect((failure as PythonCallError).pythonType).toBe('WeightsMissingError')
+    expect((failure as PythonCallError).code).toBe('WEIGHTS_MISSING')
   })
 
   it('runs concurrent calls one at a time', async () => {
@@ -254,104 +247,37 @@ save_file({"w": np.zeros((2, 2), np.float32)}, d + "/text_encoder/model.safetens
   })
 })
 
-describe('Python bridge process lifetime', () => {
-  // Child Node processes run the bridge transpiled from source (no build needed). It sits under
-  // node_modules so that `import('pythonia')` resolves.
-  const out = join(ROOT, 'node_modules', '.cache', 'ttt-bridge-test', String(process.pid))
-  const script = join(out, 'run.mjs')
-
-  beforeAll(() => {
-    for (const file of ['errors.ts', 'runtime/paths.ts', 'runtime/bridge.ts']) {
-      const source = ts.sys.readFile(join(ROOT, 'sdk', file))!
-      const js = ts.transpileModule(source, {
-        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-      }).outputText
-      const dest = join(out, 'sdk', file.replace(/\.ts$/, '.js'))
-      mkdirSync(dirname(dest), { recursive: true })
-      writeFileSync(dest, js)
-    }
-    writeFileSync(
-      script,
-      `import { startBridge } from './sdk/runtime/bridge.js'
-const [mode, python, sysPath] = process.argv.slice(2)
-const bridge = await startBridge({ python, sysPath: [sysPath] })
-console.log(JSON.stringify({ pid: bridge.pid }))
-if (mode === 'close') { await bridge.call('bridge_targets.echo', { a: 1 }); await bridge.close() }
-if (mode === 'idle') await bridge.call('bridge_targets.echo', { a: 1 })
-if (mode === 'busy') await bridge.call('bridge_targets.sleep', { seconds: 30 })
-if (mode === 'die') {
-  const err = await bridge.call('bridge_targets.die', { code: 7 }).catch((e) => e)
-  console.log(JSON.stringify({ error: err.message, code: err.code }))
-  const again = await startBridge({ python, sysPath: [sysPath] })
-  console.log(JSON.stringify({ again: await again.call('bridge_targets.echo', { a: 1 }), pid: again.pid }))
-}
-if (mode === 'bad') {}
-`,
-    )
+describe('doctor without a working bridge', () => {
+  // Runs after the first describe closed its bridge: each doctor() here may start (and must close) its own.
+  afterAll(async () => {
+    await closeBridge()
   })
 
-  afterAll(() => rmSync(out, { recursive: true, force: true }))
-
-  const runScript = (mode: string, python = PYTHON) =>
-    execa('node', [script, mode, python, tmp], { reject: false, timeout: 15_000 })
-
-  it.each(['close', 'idle'])('node exits by itself after %s and leaves no Python', async (mode) => {
-    const started = Date.now()
-    const r = await runScript(mode)
-    expect(r.exitCode).toBe(0)
-    expect(Date.now() - started).toBeLessThan(8000)
-    const { pid } = JSON.parse(r.stdout.split('\n')[0]!) as { pid: number }
-    expect(await gone(pid, 3000)).toBe(true)
-  })
-
-  it('a dead Python rejects the pending call at once', async () => {
-    const r = await runScript('die')
-    expect(r.exitCode).toBe(0)
-    const lines = r.stdout.split('\n')
-    expect(JSON.parse(lines[1]!)).toEqual({
-      error: 'the Python bridge process exited (code 7, signal null)',
-      code: 'BRIDGE',
+  it('reports a broken environment as a problem with a fix, and a missing one too', async () => {
+    const broken = join(tmp, 'broken-venv')
+    mkdirSync(join(broken, 'bin'), { recursive: true })
+    writeFileSync(join(broken, 'bin', 'python'), `#!/bin/sh\nunset PYTHONPATH\nexec ${PYTHON} -S "$@"\n`, {
+      mode: 0o755,
     })
-    // A new bridge can be started after that (and Node still exits on its own).
-    const again = JSON.parse(lines[2]!) as { again: unknown; pid: number }
-    expect(again.again).toEqual({ a: 1 })
-    expect(again.pid).not.toBe(JSON.parse(lines[0]!).pid)
-  })
-
-  it('Python dies with Node even in the middle of a call', async () => {
-    const sub = execa('node', [script, 'busy', PYTHON, tmp], { reject: false, buffer: false })
-    const first = await new Promise<string>((resolve) => sub.stdout.once('data', (d) => resolve(String(d))))
-    const { pid } = JSON.parse(first) as { pid: number }
-    expect(alive(pid)).toBe(true)
-    sub.kill('SIGKILL')
-    await sub
-    expect(await gone(pid, 3000)).toBe(true)
-  })
-
-  it('a missing interpreter or package fails with a typed error and Node still exits', async () => {
-    // An interpreter without site-packages: pythonia's half runs, ttt_video does not import.
-    const noSite = join(tmp, 'python-no-site')
-    writeFileSync(noSite, `#!/bin/sh\nexec ${PYTHON} -S "$@"\n`, { mode: 0o755 })
-    const r = await execa(
-      'node',
-      [
-        '--input-type=module',
-        '-e',
-        `import { startBridge } from ${JSON.stringify(join(out, 'sdk/runtime/bridge.js'))}
-for (const python of ['/nonexistent/python', ${JSON.stringify(noSite)}]) {
-  const e = await startBridge({ python }).catch((e) => e)
-  console.log(e.name + ': ' + e.message)
-}`,
-      ],
-      { reject: false, timeout: 15_000 },
-    )
-    expect(r.exitCode).toBe(0)
-    const lines = r.stdout.split('\n').filter((l) => l.startsWith('PythonBridgeError'))
-    expect(lines[0]).toMatch(
-      /^PythonBridgeError: the Python bridge could not start \/nonexistent\/python: spawn/,
-    )
-    expect(lines[1]).toMatch(
-      /^PythonBridgeError: .*python-no-site cannot import ttt_video.bridge_facade \(.*No module named 'ttt_video'.*\); run `npx ttt-video setup`/,
-    )
+    const report = await doctor({ venvDir: broken })
+    expect(report.python).toBeNull()
+    expect(report.findings).toContainEqual({
+      level: 'problem',
+      message: expect.stringMatching(
+        /^the Python environment at .*broken-venv is broken: .*cannot import ttt_video/,
+      ),
+      fix: 'ttt-video setup --force',
+    })
+    const dies = join(tmp, 'dying-venv')
+    mkdirSync(join(dies, 'bin'), { recursive: true })
+    writeFileSync(join(dies, 'bin', 'python'), '#!/bin/sh\nexit 3\n', { mode: 0o755 })
+    const died = await doctor({ venvDir: dies })
+    expect(died.findings).toContainEqual({
+      level: 'problem',
+      message: expect.stringMatching(/dying-venv is broken: .*(exited \(code 3|could not start)/),
+      fix: 'ttt-video setup --force',
+    })
+    const missing = await doctor({ venvDir: join(tmp, 'no-venv') })
+    expect(missing.findings[0]).toMatchObject({ level: 'problem', fix: 'ttt-video setup' })
   })
 })

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
-import { resolveConfig } from '../../sdk/config/index.js'
-import { venvPython } from '../../sdk/runtime/paths.js'
+import { resolveConfig } from '../../sdk/contracts/config/index.js'
+import { venvPython } from '../../sdk/python/paths.js'
 import { ROOT, shippedConfigs } from '../helpers.js'
 
 // These run the built CLI (`npm run build` first; `npm test` does it) and the real Python runtime.

@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { demoBundle } from '../../sdk/generate.js'
+import { demoBundle } from '../../sdk/runs/demo.js'
 import {
   createClient,
   createServer,

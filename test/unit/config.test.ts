@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { renderGeneratedFiles } from '../../sdk/config/generate.js'
+import { renderGeneratedFiles } from '../../sdk/contracts/codegen.js'
 import {
   configToToml,
   JobConfigSchema,
@@ -12,7 +12,7 @@ import {
   segmentCount,
   tokensPerFrame,
   validateConfig,
-} from '../../sdk/config/index.js'
+} from '../../sdk/contracts/config/index.js'
 import { ConfigError } from '../../sdk/errors.js'
 import { type BadConfig, ROOT, readVector, shippedConfigs } from '../helpers.js'
 
@@ -63,8 +63,8 @@ describe('defaults', () => {
     expect(c.faithfulness).toEqual({
       ttt_lr_alignment: 'reference',
       reverse_pairing: 'reference',
-      timestep_bf16: true,
-      rope_bf16: true,
+      timestep_bf16: 'auto',
+      rope_bf16: 'auto',
       sigma_quantization: true,
     })
     expect(segmentCount(c)).toBe(1)
@@ -199,9 +199,9 @@ describe('bad configs (test/vectors/bad-configs.json)', () => {
 })
 
 describe('generated files', () => {
-  it('configs/schema/job.schema.json and config_types.py are fresh (run `npm run schema`)', () => {
+  it('every file generated from the contracts is fresh (run `npm run codegen`)', () => {
     for (const [file, content] of Object.entries(renderGeneratedFiles())) {
-      expect(readFileSync(join(ROOT, file), 'utf8'), `${file} is stale: run npm run schema`).toBe(content)
+      expect(readFileSync(join(ROOT, file), 'utf8'), `${file} is stale: run npm run codegen`).toBe(content)
     }
   })
 })

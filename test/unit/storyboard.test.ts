@@ -2,13 +2,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { StoryboardError } from '../../sdk/errors.js'
 import {
   checkSegmentCounts,
   readStoryboardFile,
   segmentPrompts,
   validateStoryboards,
-} from '../../sdk/storyboard/index.js'
+} from '../../sdk/contracts/storyboard.js'
+import { StoryboardError } from '../../sdk/errors.js'
 import { readVector, type StoryboardVectors } from '../helpers.js'
 
 const vectors = readVector<StoryboardVectors>('storyboards.json')

@@ -5,17 +5,14 @@ Parameter names follow spec 4.1 without the ``dit.`` prefix.
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from .attention import AttentionPlan, LocalAttention, build_attention_plan
@@ -34,10 +31,6 @@ from .ttt import (
     init_linear_,
     init_ttt_parameters,
 )
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, round_to_bf16: bool) -> torch.Tensor:
@@ -165,35 +158,26 @@ class TransformerLayer(nn.Module):
         """``x (B, N, D)`` = ``[text | video]``, ``temb (B, E)``."""
         num_text = plan.layout.num_text_tokens
         text, video = x[:, :num_text], x[:, num_text:]
-
-        shift, scale, gate, text_shift, text_scale, text_gate = self.pre_seq_adaLN_modulation(temb).chunk(
-            6, dim=1
+        block = functools.partial(self.seq_modeling_block, plan=plan)
+        text, video = _adaln_sublayer(
+            self.pre_seq_layernorm, self.pre_seq_adaLN_modulation, block, text, video, temb
         )
-        h = torch.cat(
-            [
-                modulate(self.pre_seq_layernorm(text), text_shift, text_scale),
-                modulate(self.pre_seq_layernorm(video), shift, scale),
-            ],
-            dim=1,
+        mlp = self._mlp_forward
+        text, video = _adaln_sublayer(
+            self.pre_mlp_layernorm, self.pre_mlp_adaLN_modulation, mlp, text, video, temb
         )
-        h = self.seq_modeling_block(h, plan)
-        text = text + text_gate.unsqueeze(1) * h[:, :num_text]
-        video = video + gate.unsqueeze(1) * h[:, num_text:]
-
-        shift, scale, gate, text_shift, text_scale, text_gate = self.pre_mlp_adaLN_modulation(temb).chunk(
-            6, dim=1
-        )
-        h = torch.cat(
-            [
-                modulate(self.pre_mlp_layernorm(text), text_shift, text_scale),
-                modulate(self.pre_mlp_layernorm(video), shift, scale),
-            ],
-            dim=1,
-        )
-        h = self._mlp_forward(h)
-        text = text + text_gate.unsqueeze(1) * h[:, :num_text]
-        video = video + gate.unsqueeze(1) * h[:, num_text:]
         return torch.cat([text, video], dim=1)
+
+
+def _adaln_sublayer(norm, modulation, block, text, video, temb):
+    """One adaLN-zero sublayer: modulate the shared LayerNorm of text and video by their own
+    (shift, scale), run ``block`` on ``[text | video]``, gate the result into each residual (spec 4.3)."""
+    shift, scale, gate, text_shift, text_scale, text_gate = modulation(temb).chunk(6, dim=1)
+    num_text = text.shape[1]
+    h = block(
+        torch.cat([modulate(norm(text), text_shift, text_scale), modulate(norm(video), shift, scale)], dim=1)
+    )
+    return text + text_gate.unsqueeze(1) * h[:, :num_text], video + gate.unsqueeze(1) * h[:, num_text:]
 
 
 class FinalLayer(nn.Module):
@@ -296,65 +280,22 @@ class TTTVideoDiT(nn.Module):
         ``path`` is the transformer folder or a bundle that holds ``transformer/``. ``dtype=None`` keeps the
         stored dtype (float32 if the tensors mix dtypes). ``config`` replaces the stored configuration (other
         faithfulness switches, TTT mini-batch size or learning rate); the weights must still fit it.
+        Problems with the files raise ``ttt_video.weights.WeightsError`` naming the file.
         """
-        folder = Path(path)
-        if not (folder / CONFIG_NAME).is_file() and (folder / "transformer" / CONFIG_NAME).is_file():
-            folder = folder / "transformer"
-        config_file = folder / CONFIG_NAME
-        if not config_file.is_file():
-            raise FileNotFoundError(
-                f"{config_file} not found: expected a folder with config.json and safetensors"
-            )
-        config = config or DiTConfig.from_dict(json.loads(config_file.read_text()))
+        from ..weights.dit_files import load_dit_state, read_dit_config, transformer_folder
+
+        folder = transformer_folder(path)
+        config = config or read_dit_config(folder)
         with torch.device("meta"):
             model = cls(config, compile=compile)
-        files = safetensors_files(folder)
-        headers = read_safetensors_headers(files)
-        check_state_dict(model, {name: shape for name, (shape, _) in headers.items()}, source=str(folder))
-        if dtype is None:
-            stored = {stored_dtype for _, stored_dtype in headers.values()}
-            dtype = stored.pop() if len(stored) == 1 else torch.float32
-        target = torch.device(device or "cpu")
-        state = {}
-        for file in files:
-            with safe_open(str(file), framework="pt", device="cpu") as handle:
-                for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                    tensor = handle.get_tensor(name)
-                    # A fresh allocation: tensors read from the file may be misaligned, which changes
-                    # which CPU kernels run (results would then differ in the last bits).
-                    fresh = torch.empty(tensor.shape, dtype=dtype, device=target)
-                    state[name] = fresh.copy_(tensor)
-        model.load_state_dict(state, strict=True, assign=True)
+        load_dit_state(model, folder, device, dtype)
         return model
 
-    def save_pretrained(self, path: str | os.PathLike, max_shard_bytes: int = 5 * 2**30) -> None:
+    def save_pretrained(self, path: str | os.PathLike, max_shard_bytes: int = 5 * 2**30) -> list[str]:
         """Write ``config.json`` and the weights as safetensors, sharded above ``max_shard_bytes``."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        state = {name: t.detach().contiguous().cpu() for name, t in self.state_dict().items()}
-        shards: list[dict[str, torch.Tensor]] = [{}]
-        shard_bytes = 0
-        for name, tensor in state.items():
-            size = tensor.numel() * tensor.element_size()
-            if shards[-1] and shard_bytes + size > max_shard_bytes:
-                shards.append({})
-                shard_bytes = 0
-            shards[-1][name] = tensor
-            shard_bytes += size
-        for stale in list(folder.glob("model*.safetensors")) + list(folder.glob(WEIGHTS_INDEX_NAME)):
-            stale.unlink()
-        if len(shards) == 1:
-            save_file(shards[0], str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-            return
-        weight_map = {}
-        for index, shard in enumerate(shards, start=1):
-            file_name = f"model-{index:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, str(folder / file_name), metadata={"format": "pt"})
-            weight_map.update(dict.fromkeys(shard, file_name))
-        total = sum(t.numel() * t.element_size() for t in state.values())
-        index_json = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (folder / WEIGHTS_INDEX_NAME).write_text(json.dumps(index_json, indent=2) + "\n")
+        from ..weights.dit_files import save_dit
+
+        return save_dit(self, self.config, path, max_shard_bytes)
 
     # ---------------------------------------------------------------------------------------------
     # forward
@@ -460,54 +401,3 @@ class TTTVideoDiT(nn.Module):
         video = self.transformer_norm(x[:, layout.num_text_tokens :])
         out = self.final_layer(video, temb)
         return unpatchify(out, layout, self.config.patch_size, self.config.out_channels)
-
-
-# -------------------------------------------------------------------------------------------------
-# safetensors folders
-# -------------------------------------------------------------------------------------------------
-
-
-def safetensors_files(folder: Path) -> list[Path]:
-    """``model.safetensors`` or the shards listed in ``model.safetensors.index.json``."""
-    index_file = folder / WEIGHTS_INDEX_NAME
-    if index_file.is_file():
-        weight_map = json.loads(index_file.read_text())["weight_map"]
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    if (folder / WEIGHTS_NAME).is_file():
-        return [folder / WEIGHTS_NAME]
-    raise FileNotFoundError(f"no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME} in {folder}")
-
-
-def read_safetensors_headers(files: list[Path]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """Name -> (shape, dtype) of every tensor, read from the headers only (no pickle, no data)."""
-    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
-    headers: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            for name in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                if name in headers:
-                    raise ValueError(f"tensor {name!r} appears in more than one shard ({file})")
-                info = handle.get_slice(name)
-                stored = info.get_dtype()
-                if stored not in dtypes:
-                    raise ValueError(f"tensor {name!r} in {file} has dtype {stored}; expected a float type")
-                headers[name] = (tuple(info.get_shape()), dtypes[stored])
-    return headers
-
-
-def check_state_dict(model: nn.Module, shapes: dict[str, tuple[int, ...]], source: str) -> None:
-    """Raise ValueError naming every missing, unexpected and misshapen key."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
-    misshapen = sorted(
-        f"{name}: checkpoint {shapes[name]}, model {shape}"
-        for name, shape in expected.items()
-        if name in shapes and shapes[name] != shape
-    )
-    if missing or unexpected or misshapen:
-        parts = [f"checkpoint {source} does not match the model config:"]
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen)):
-            if items:
-                parts.append(f"  {label} ({len(items)}): " + ", ".join(items))
-        raise ValueError("\n".join(parts))

@@ -14,14 +14,12 @@ from .guidance import (
 )
 from .schedule import (
     NUM_TRAIN_TIMESTEPS,
-    StepRow,
     alphas_cumprod,
     bf16_round,
     denoiser_grid,
     quantize,
     sampling_grid,
     sampling_timesteps,
-    step_table,
     zero_snr_rescale,
 )
 from .seeds import initial_noise, video_generator, video_seed
@@ -38,6 +36,8 @@ from .solvers import (
     sample,
     v_to_x0,
 )
+from .step_row import StepRow
+from .table import format_step_table, step_table, step_table_for
 
 __all__ = [
     "GUIDANCE_SCHEDULES",
@@ -66,6 +66,8 @@ __all__ = [
     "sampling_grid",
     "sampling_timesteps",
     "step_table",
+    "step_table_for",
+    "format_step_table",
     "v_to_x0",
     "video_generator",
     "video_seed",

@@ -15,7 +15,7 @@ import torch
 from .solvers import DenoiseFn, v_to_x0
 
 if TYPE_CHECKING:
-    from .schedule import StepRow
+    from .step_row import StepRow
 
 GUIDANCE_SCHEDULES = ("reference", "cosine", "constant")
 

@@ -1,4 +1,4 @@
-"""The ZeroSNR DDPM schedule, the denoiser's 1000-step grid and the per-step table (spec 6.1, 6.3, 6.6).
+"""The ZeroSNR DDPM schedule and the denoiser's 1000-step grid (spec 6.1, 6.3).
 
 Notation: ``a = sqrt(alpha_bar)`` (SAT's ``alpha_cumprod_sqrt``); the noise level is ``sqrt(1 - a^2)``.
 ``a = 0`` is pure noise (t = 999 after the ZeroSNR rescale) and ``a = 1`` is clean data.
@@ -6,37 +6,14 @@ Notation: ``a = sqrt(alpha_bar)`` (SAT's ``alpha_cumprod_sqrt``); the noise leve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from .guidance import guidance_scales
-from .solvers import SAMPLERS, denoiser_coefficients
+from .solvers import SAMPLERS
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START = 0.00085
 BETA_END = 0.012
-
-
-@dataclass(frozen=True)
-class StepRow:
-    """Everything one sampler step needs, computed once before the loop.
-
-    ``a`` / ``a_next`` drive the solver; ``a_q`` (the nearest value of the 1000-step grid, at index
-    ``quantized_index``) drives the v -> x0 conversion; ``model_timestep`` is what the DiT embeds.
-    """
-
-    index: int
-    timestep: int
-    model_timestep: float
-    a: float
-    a_next: float
-    quantized_index: int
-    a_q: float
-    c_skip: float
-    c_out: float
-    guidance_scale: float
 
 
 def alphas_cumprod(shift_scale: float = 1.0) -> torch.Tensor:
@@ -111,51 +88,6 @@ def quantize(a: float, grid: torch.Tensor) -> tuple[int, float]:
 def bf16_round(t: float) -> float:
     """The timestep after the FSDP bf16 input cast of the reference (999 -> 1000, 259 -> 260, 239 -> 239)."""
     return float(torch.tensor(t, dtype=torch.float32).to(torch.bfloat16).to(torch.float32))
-
-
-def step_table(
-    num_steps: int = 50,
-    shift_scale: float = 1.0,
-    guidance_scale: float = 6,
-    guidance_exp: float = 5,
-    guidance_schedule: str = "reference",
-    sampler: str = "dpmpp_2m_sde",
-    timestep_bf16: bool = True,
-    quantize_c_noise: bool = False,
-    sigma_quantization: bool = True,
-) -> list[StepRow]:
-    """One row per sampler step, in sampling order; reproduces spec 6.6 with the defaults.
-
-    ``timestep_bf16`` rounds the timestep the DiT embeds to bf16 (reference inference quirk).
-    ``quantize_c_noise`` feeds the DiT the quantised 1000-grid index instead of the timestep.
-    ``sigma_quantization`` (reference) converts v -> x0 with the nearest 1000-grid value; when False the
-    solver's own ``a`` is used (and ``quantized_index`` is the step's timestep).
-    """
-    timesteps_desc = sampling_timesteps(num_steps)[::-1]
-    a_values = sampling_grid(num_steps, shift_scale, sampler)
-    grid = denoiser_grid(shift_scale)
-    scales = guidance_scales(guidance_schedule, num_steps, guidance_scale, guidance_exp, timesteps_desc)
-
-    rows = []
-    for i, (t, a) in enumerate(zip(timesteps_desc, a_values, strict=True)):
-        q, a_q = quantize(a, grid) if sigma_quantization else (t, a)
-        c_skip, c_out = denoiser_coefficients(a_q)
-        fed = float(q) if quantize_c_noise else float(t)
-        rows.append(
-            StepRow(
-                index=i,
-                timestep=t,
-                model_timestep=bf16_round(fed) if timestep_bf16 else fed,
-                a=a,
-                a_next=a_values[i + 1] if i + 1 < num_steps else 1.0,
-                quantized_index=q,
-                a_q=a_q,
-                c_skip=c_skip,
-                c_out=c_out,
-                guidance_scale=scales[i],
-            )
-        )
-    return rows
 
 
 def _check_num_steps(num_steps: int) -> None:

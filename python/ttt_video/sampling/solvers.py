@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .schedule import StepRow
+    from .step_row import StepRow
 
 SAMPLERS = ("dpmpp_2m_sde", "ddim")
 

@@ -1,0 +1,99 @@
+import { parseArgs } from 'node:util'
+import type { ProcessLayout } from '../launch/command.js'
+
+// What every command shares: flag parsing, number flags, output, and the command's shape.
+
+export type Flags = Record<string, string | boolean | string[] | undefined>
+export type FlagSpec = Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>
+
+/** A wrong command line: printed without a stack, exit code 2. */
+export class UsageError extends Error {}
+
+export interface Command {
+  name: string
+  /** The usage lines of `ttt-video --help`. */
+  usage: string
+  flags: FlagSpec
+  run(positionals: string[], values: Flags): Promise<number>
+}
+
+export function parse(args: string[], flags: FlagSpec): { values: Flags; positionals: string[] } {
+  try {
+    return parseArgs({
+      args,
+      options: { ...flags, verbose: { type: 'boolean' }, help: { type: 'boolean' } },
+      allowPositionals: true,
+      strict: true,
+    })
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+}
+
+/** A whole-number flag >= `min`, or undefined when absent. */
+export function intFlag(value: unknown, name: string, min = 0): number | undefined {
+  if (value === undefined) return undefined
+  const text = String(value)
+  if (!/^[-+]?\d+$/.test(text) || Number(text) < min)
+    throw new UsageError(`--${name} must be a whole number >= ${min}, got "${text}"`)
+  return Number(text)
+}
+
+export const out = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`)
+export const err = (text: string) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`)
+
+/** The flags of a multi-process launch (generate, train, prepare). */
+export const LAYOUT_FLAGS = {
+  gpus: { type: 'string' },
+  nnodes: { type: 'string' },
+  'node-rank': { type: 'string' },
+  'rdzv-endpoint': { type: 'string' },
+  'rdzv-id': { type: 'string' },
+} as const
+
+export function layoutFlags(values: Flags): ProcessLayout {
+  const gpus = intFlag(values.gpus, 'gpus', 1)
+  const nnodes = intFlag(values.nnodes, 'nnodes', 1)
+  const nodeRank = intFlag(values['node-rank'], 'node-rank', 0)
+  return {
+    ...(gpus !== undefined ? { gpus } : {}),
+    ...(nnodes !== undefined ? { nnodes } : {}),
+    ...(nodeRank !== undefined ? { nodeRank } : {}),
+    ...(values['rdzv-endpoint'] ? { rdzvEndpoint: values['rdzv-endpoint'] as string } : {}),
+    ...(values['rdzv-id'] ? { rdzvId: values['rdzv-id'] as string } : {}),
+  }
+}
+
+/** A value for the shell: quoted only when it needs to be. */
+export function quote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`
+}
+
+/**
+ * Cancels on Ctrl-C, SIGTERM, SIGHUP, and when the process that started this one has gone (npx or a
+ * shell killed by a supervisor leaves us with PID 1 as parent). Returns the signal and a disposer.
+ */
+export function cancellation(): { signal: AbortSignal; exitCode(): number; dispose(): void } {
+  const controller = new AbortController()
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
+  let code = 130
+  const onSignal = (signal: NodeJS.Signals) => {
+    code = codes[signal] ?? 130
+    controller.abort(signal === 'SIGINT' ? 'Ctrl-C' : signal)
+  }
+  for (const s of signals) process.on(s, onSignal)
+  const parent = process.ppid
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) onSignal('SIGHUP')
+  }, 1000)
+  watch.unref()
+  return {
+    signal: controller.signal,
+    exitCode: () => code,
+    dispose() {
+      clearInterval(watch)
+      for (const s of signals) process.removeListener(s, onSignal)
+    },
+  }
+}

@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto'
+import { join, resolve } from 'node:path'
+import { checkBundle } from '../contracts/bundle.js'
+import { configToToml, readConfigFile } from '../contracts/config/load.js'
+import { type ConfigObject, mergeConfigObjects, parseSetArgs } from '../contracts/config/overrides.js'
+import { type JobConfig, type JobConfigInput, JobConfigSchema } from '../contracts/config/schema.js'
+import { schemaIssues, segmentCount, validateConfig } from '../contracts/config/validate.js'
+import type { EvalPreset } from '../contracts/presets.gen.js'
+import { checkResumable, RUN_FILES } from '../contracts/run-dir.js'
+import {
+  checkSegmentCounts,
+  readStoryboardFile,
+  type Video,
+  validateStoryboards,
+} from '../contracts/storyboard.js'
+import { CancelledError, ConfigError, WeightsNotFoundError } from '../errors.js'
+import {
+  type ProcessLayout,
+  pythonCommand,
+  type ResolvedLayout,
+  resolveLayout,
+  runEnvironment,
+} from '../launch/command.js'
+import { type LogLine, type Run, startRun } from '../launch/run.js'
+import { venvPythonFor } from '../python/paths.js'
+import { demoBundle, demoBundlePath, demoConfig } from './demo.js'
+import { makeDirectory, writeAtomic } from './output-dir.js'
+import { presetFile } from './presets.js'
+import { collectVideos, type GenerateResult } from './results.js'
+
+/** A partial config: every section optional, every field optional and of its own type. */
+export type ConfigOverrides = { [S in keyof JobConfigInput]?: Partial<Exclude<JobConfigInput[S], undefined>> }
+
+export interface GenerateOptions extends ProcessLayout {
+  /** A TOML config file, or a partial config object. */
+  config?: string | ConfigOverrides
+  /** A shipped preset (configs/eval/<preset>.toml). */
+  preset?: EvalPreset
+  /** A partial config object applied over the config (`{ eval: { num_denoising_steps: 20 } }`). */
+  overrides?: ConfigOverrides
+  /** `section.field=value` strings, applied last (the CLI's --set). */
+  set?: readonly string[]
+  /** A model bundle folder (sets checkpoint.model_dir). Without one, the demo model runs. */
+  model?: string
+  /** Base seed (job.seed). */
+  seed?: number
+  /** Root of run directories (default: eval.output_dir). The run goes to <outputDir>/<exp_name>/<run-id>. */
+  outputDir?: string
+  /** An explicit run directory: resume an interrupted run, or share one between the launchers of several nodes. */
+  runDir?: string
+  /** The managed Python environment (default: $TTT_VIDEO_VENV or <package>/.venv). */
+  venvDir?: string
+  signal?: AbortSignal
+  /** The processes' output, line by line (never mixed into the events). */
+  onLog?: (log: LogLine) => void
+  /** Things the user should know (e.g. that the demo model's weights are random). */
+  onNotice?: (message: string) => void
+  /** Extra environment variables for the Python processes. */
+  env?: Record<string, string>
+  /** Resolve and validate only: write nothing, build nothing (the demo bundle's path is still given). */
+  dryRun?: boolean
+}
+
+/** Everything a run needs, resolved and validated; no process has started yet. */
+export interface PreparedRun {
+  config: JobConfig
+  videos: Video[]
+  layout: ResolvedLayout
+  command: string[]
+  runDir: string
+  demo: boolean
+}
+
+const newRunId = () =>
+  `${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}-${randomBytes(3).toString('hex')}`
+
+function loadStoryboards(storyboards: Video[] | string): { videos: Video[]; file?: string } {
+  if (typeof storyboards === 'string') return { videos: readStoryboardFile(storyboards), file: storyboards }
+  return { videos: validateStoryboards(storyboards) }
+}
+
+/** The config the user asked for (file or preset, overrides, --set), checked field by field first. */
+function requestedConfig(options: GenerateOptions): ConfigObject {
+  if (options.config !== undefined && options.preset !== undefined)
+    throw new ConfigError([{ path: 'config', message: 'give either config or preset, not both' }])
+  const file =
+    typeof options.config === 'string' ? options.config : options.preset && presetFile(options.preset)
+  const fromFile = file ? readConfigFile(file) : (options.config as ConfigObject | undefined)
+  const fromSet = options.set && options.set.length > 0 ? parseSetArgs(options.set) : undefined
+  const raw = mergeConfigObjects(fromFile, options.overrides as ConfigObject | undefined, fromSet)
+  const issues = schemaIssues(raw)
+  if (issues.length > 0) throw new ConfigError(issues, file)
+  if (typeof options.config === 'string') raw.job = { ...(raw.job ?? {}), config_file: options.config }
+  return raw
+}
+
+/** The model: a bundle the user named, or the demo model (whose config then fills what is not given). */
+async function resolveModel(raw: ConfigObject, videos: Video[], options: GenerateOptions) {
+  const modelDir = options.model ?? (raw.checkpoint?.model_dir as string | null | undefined)
+  if (modelDir !== undefined && modelDir !== null) {
+    const bundle = resolve(modelDir)
+    checkBundle(bundle)
+    return { bundle, demo: false, base: raw }
+  }
+  if (Object.keys(raw).length > 0 && (raw.model as { size?: string } | undefined)?.size !== 'tiny')
+    throw new WeightsNotFoundError(
+      'no model bundle: pass a model (--model BUNDLE, or checkpoint.model_dir) for this config, or leave out the config to run the tiny demo model',
+    )
+  options.onNotice?.(
+    'no model given: using the tiny demo model with RANDOM weights (the video shows the pipeline, not real content). Convert CogVideoX-5b with `ttt-video convert` and pass it with --model / { model } for real videos.',
+  )
+  const bundle = options.dryRun ? demoBundlePath() : await demoBundle(options.venvDir, options.onNotice)
+  return { bundle, demo: true, base: mergeConfigObjects(demoConfig(videos[0]?.length ?? 1), raw) }
+}
+
+/**
+ * Fits the data-parallel degree to the process count the way the reference's sample_singlenode.sh does:
+ * `dp_replicate = processes / (dp_sharding x tp_sharding x cfg_parallel)`, i.e. independent replicas that
+ * each sample their own videos. (`dp_sharding > 1` instead FSDP-shards the DiT over the ranks.)
+ */
+function fitDataParallel(raw: ConfigObject, worldSize: number): ConfigObject {
+  const { parallelism: p } = JobConfigSchema.parse(raw)
+  const fixed = p.dp_sharding * p.tp_sharding * p.cfg_parallel
+  if (worldSize % fixed !== 0) return raw
+  return mergeConfigObjects(raw, { parallelism: { dp_replicate: worldSize / fixed } })
+}
+
+/** Resolves and validates everything a run needs, and writes its run directory. Starts no process. */
+export async function prepareGenerate(
+  storyboards: Video[] | string,
+  options: GenerateOptions = {},
+): Promise<PreparedRun> {
+  const { videos, file: storyboardFile } = loadStoryboards(storyboards)
+  const layout = resolveLayout(options, newRunId())
+  const raw = requestedConfig(options)
+  const { bundle, demo, base } = await resolveModel(raw, videos, options)
+  const seed = options.seed !== undefined ? { job: { seed: options.seed } } : undefined
+  const merged = mergeConfigObjects(base, { checkpoint: { model_dir: bundle } }, seed)
+  const config = validateConfig(fitDataParallel(merged, layout.worldSize), {
+    worldSize: layout.worldSize,
+    runKind: 'sample',
+    checkPaths: !(demo && options.dryRun),
+    ...(typeof options.config === 'string' ? { file: options.config } : {}),
+  })
+  checkSegmentCounts(videos, segmentCount(config)!, storyboardFile)
+  const runDir = resolve(
+    options.runDir ?? join(options.outputDir ?? config.eval.output_dir, config.job.exp_name, layout.rdzvId),
+  )
+  if (!options.dryRun) writeRunDirectory(runDir, config, videos, options.runDir ? 'runDir' : 'outputDir')
+  const command = pythonCommand(venvPythonFor(options.venvDir), ['sample', '--run-dir', runDir], layout)
+  return { config, videos, layout, command, runDir, demo }
+}
+
+function writeRunDirectory(runDir: string, config: JobConfig, videos: Video[], option: string): void {
+  checkResumable(runDir, config, videos)
+  makeDirectory(runDir, option)
+  writeAtomic(join(runDir, RUN_FILES.config), configToToml(config))
+  writeAtomic(join(runDir, RUN_FILES.storyboards), videos.map((v) => `${JSON.stringify(v)}\n`).join(''))
+}
+
+/**
+ * Starts a generation: validates everything first (no process starts on a bad input), writes the run
+ * directory, and launches one Python process or torchrun. The returned `Run` is an async iterable of
+ * typed events with a `result` promise and `cancel()`.
+ */
+export async function generate(
+  storyboards: Video[] | string,
+  options: GenerateOptions = {},
+): Promise<Run<GenerateResult>> {
+  if (options.signal?.aborted) throw new CancelledError('aborted before the run started')
+  const prepared = await prepareGenerate(storyboards, options)
+  return startRun({
+    kind: 'sample',
+    command: prepared.command,
+    runDir: prepared.runDir,
+    collect: (progress, runDir, seconds) => collectVideos(progress, runDir, prepared.videos.length, seconds),
+    env: runEnvironment(options.env),
+    cwd: process.cwd(),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onLog ? { onLog: options.onLog } : {}),
+  })
+}
