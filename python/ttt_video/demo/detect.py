@@ -91,11 +91,11 @@ class ObjectMeasures(NamedTuple):
 
 
 def _majority_filter(mask: np.ndarray) -> np.ndarray:
-    """A pixel is kept where at least 5 of the 9 pixels of its 3 x 3 neighbourhood are set: removes
+    """`(..., H, W)` bool -> same: a pixel is kept where at least 5 of the 9 pixels of its 3 x 3 neighbourhood are set: removes
     isolated noise and fills pinholes (the exact shapes lose only their sharpest corner pixels)."""
-    padded = np.pad(mask, 1).astype(np.int8)
-    h, w = mask.shape
-    votes = sum(padded[i : i + h, j : j + w] for i in range(3) for j in range(3))
+    padded = np.pad(mask, [(0, 0)] * (mask.ndim - 2) + [(1, 1), (1, 1)]).astype(np.int8)
+    h, w = mask.shape[-2:]
+    votes = sum(padded[..., i : i + h, j : j + w] for i in range(3) for j in range(3))
     return votes >= 5
 
 
@@ -168,7 +168,8 @@ def detect_segment(frames: np.ndarray, labels: np.ndarray | None = None) -> dict
     """Detections from one segment's `(f, H, W, 3)` uint8 frames (`labels`: their `palette_labels`).
 
     background: majority over frames of each frame's most common background colour. colour: majority
-    over frames of each frame's most common object colour (frames with >= MIN_OBJECT_PIXELS of them).
+    over frames of each frame's most common object colour after a 3 x 3 majority filter of each colour's
+    pixels (frames with >= MIN_OBJECT_PIXELS of them).
     shape: majority of per-frame `classify_shape` on `object_mask`. motion: `classify_motion` of the
     least-squares centroid velocity. A detection is None where no frame shows an object."""
     labels = palette_labels(frames) if labels is None else labels
@@ -176,7 +177,10 @@ def detect_segment(frames: np.ndarray, labels: np.ndarray | None = None) -> dict
     background = NUM_OBJECT_COLOURS + _majority(
         counts[:, NUM_OBJECT_COLOURS:].argmax(1), len(BACKGROUND_COLOURS)
     )
-    object_counts = counts[:, :NUM_OBJECT_COLOURS]
+    # isolated pixels of an object colour (background noise) do not count
+    object_counts = np.stack(
+        [_majority_filter(labels == c).sum(axis=(1, 2)) for c in range(NUM_OBJECT_COLOURS)], axis=1
+    )
     seen = object_counts.max(1) >= MIN_OBJECT_PIXELS
     colour = _majority(object_counts[seen].argmax(1), NUM_OBJECT_COLOURS)
     frame_ids = np.flatnonzero(seen) if colour is not None else np.zeros(0, dtype=np.int64)
