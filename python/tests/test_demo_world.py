@@ -365,9 +365,18 @@ def test_cli_writes_a_dataset(tmp_path):
         [*args, "--segments", "1,2", "--split", "heldout"], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr  # the package imports lazily, so runpy runs world.py fresh
     lines = (tmp_path / "annotations.jsonl").read_text().splitlines()
     assert [json.loads(x)["segments"] for x in lines] == [
         v.storyboard() for v in sample_videos(2, seed=1, segments=(1, 2), split="heldout")
     ]
     bad = subprocess.run([*args, "--segments", "0,9"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "range lo,hi" in bad.stderr
+
+
+def test_package_exports_resolve():
+    import ttt_video.demo as demo
+
+    assert all(callable(getattr(demo, name)) for name in demo.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        demo.nope  # noqa: B018
