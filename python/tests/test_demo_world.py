@@ -265,6 +265,28 @@ def test_storyboard_text_gives_back_the_description(videos):
         assert got == [(s.kind, s.colour, s.shape, s.background, s.motion) for s in video.segments]
 
 
+def test_memory_expects_the_last_seen_colour():
+    texts = [
+        "A red circle moves left on a grey background.",
+        "A green square stays still on a navy background.",
+        "A blue circle moves up on a pink background.",
+        "The blue circle now stays still.",
+        "A yellow triangle moves down on a teal background.",
+        "The circle comes back on a black background.",
+    ]
+    storyboard = [{"text": t, "requires_scene_transition": i in (1, 2, 4, 5)} for i, t in enumerate(texts)]
+    last = expected_segments(storyboard)[-1]
+    assert last == {
+        "kind": "memory",
+        "background": "black",
+        "colour": "blue",
+        "shape": "circle",
+        "motion": STILL,
+        "requires_scene_transition": True,
+    }
+    assert expected_segments(storyboard)[3]["background"] == "pink"
+
+
 @pytest.mark.parametrize(
     ("storyboard", "message"),
     [

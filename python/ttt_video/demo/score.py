@@ -34,6 +34,45 @@ def _segment_fields(segment, where: str) -> tuple[str, bool]:
     return text, cut
 
 
+def _read_sentence(text: str, cut: bool, where: str, history: list[dict]) -> dict:
+    """One segment's expectations from its sentence, given the segments before it."""
+    if m := _OPEN.fullmatch(text):
+        if history and not cut:
+            raise ValueError(
+                f"{where}: an 'A ...' sentence opens a scene, so it needs requires_scene_transition"
+            )
+        colour, shape, motion, background = m.groups()
+        kind = "cut" if history else "first"
+    elif m := _CONTINUE.fullmatch(text):
+        colour, shape, motion = m.groups()
+        previous = history[-1] if history else None
+        if previous is None or cut or (colour, shape) != (previous["colour"], previous["shape"]):
+            raise ValueError(
+                f"{where}: 'The {colour} {shape} now ...' continues a scene, so it needs a previous "
+                "segment with that object and no requires_scene_transition"
+            )
+        kind, background = "continue", previous["background"]
+    elif m := _MEMORY.fullmatch(text):
+        shape, background = m.groups()
+        seen = [e["colour"] for e in history if e["shape"] == shape]
+        if not cut or not seen:
+            raise ValueError(
+                f"{where}: 'The {shape} comes back ...' needs requires_scene_transition and the {shape} "
+                "in an earlier segment"
+            )
+        kind, colour, motion = "memory", seen[-1], STILL  # the colour the shape had when last seen
+    else:
+        raise ValueError(f"{where}: {text!r} is not a demo-world sentence (see docs/demo-world.md)")
+    return {
+        "kind": kind,
+        "background": background,
+        "colour": colour,
+        "shape": shape,
+        "motion": motion,
+        "requires_scene_transition": cut,
+    }
+
+
 def expected_segments(storyboard: Sequence) -> list[dict]:
     """What each segment of a demo-world storyboard must show.
 
@@ -45,49 +84,12 @@ def expected_segments(storyboard: Sequence) -> list[dict]:
     if not isinstance(storyboard, Sequence) or not 1 <= len(storyboard) <= MAX_SEGMENTS:
         raise ValueError(f"a demo-world storyboard has 1 to {MAX_SEGMENTS} segments, got {storyboard!r:.80}")
     expected: list[dict] = []
-    last_colour: dict[str, str] = {}
     for k, segment in enumerate(storyboard):
         where = f"segment[{k}]"
         text, cut = _segment_fields(segment, where)
         if k == 0 and cut:
             raise ValueError(f"{where}: the first segment must not require a scene transition")
-        if m := _OPEN.fullmatch(text):
-            if k > 0 and not cut:
-                raise ValueError(
-                    f"{where}: an 'A ...' sentence opens a scene, so it needs requires_scene_transition"
-                )
-            colour, shape, motion, background = m.groups()
-            kind = "first" if k == 0 else "cut"
-        elif m := _CONTINUE.fullmatch(text):
-            colour, shape, motion = m.groups()
-            previous = expected[-1] if expected else None
-            if previous is None or cut or (colour, shape) != (previous["colour"], previous["shape"]):
-                raise ValueError(
-                    f"{where}: 'The {colour} {shape} now ...' continues a scene, so it needs a previous "
-                    "segment with that object and no requires_scene_transition"
-                )
-            kind, background = "continue", previous["background"]
-        elif m := _MEMORY.fullmatch(text):
-            shape, background = m.groups()
-            if k == 0 or not cut or shape not in last_colour:
-                raise ValueError(
-                    f"{where}: 'The {shape} comes back ...' needs requires_scene_transition and the {shape} "
-                    "in an earlier segment"
-                )
-            kind, colour, motion = "memory", last_colour[shape], STILL
-        else:
-            raise ValueError(f"{where}: {text!r} is not a demo-world sentence (see docs/demo-world.md)")
-        last_colour[shape] = colour
-        expected.append(
-            {
-                "kind": kind,
-                "background": background,
-                "colour": colour,
-                "shape": shape,
-                "motion": motion,
-                "requires_scene_transition": cut,
-            }
-        )
+        expected.append(_read_sentence(text, cut, where, expected))
     return expected
 
 
