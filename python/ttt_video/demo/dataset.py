@@ -78,7 +78,8 @@ def write_dataset(
     """Render `sample_videos(num_videos, seed, segments, mix, split)` into `out_dir/clips/NNNNNN.mp4` and
     write `out_dir/annotations.jsonl` (written last, under a temporary name, so its presence means the
     dataset is complete). Returns the annotation file's path. Same arguments, same annotation bytes and
-    same decoded frames."""
+    same decoded frames. An existing `annotations.jsonl` is an error unless `overwrite`; with it, clips of
+    an earlier, larger dataset that the new annotations do not name are left in place."""
     out_dir = Path(out_dir)
     annotations = out_dir / ANNOTATIONS
     if annotations.exists() and not overwrite:
