@@ -176,7 +176,8 @@ def test_windowed_decode_equals_one_pass_except_for_groupnorm(vae_dir: Path) -> 
 def test_causal_conv_replicates_first_frame_and_uses_cache() -> None:
     conv = CausalConv3d(2, 3, kernel_size=3)
     x = torch.randn(1, 2, 4, 5, 5)
-    expected = conv.conv(nn.functional.pad(torch.cat([x[:, :, :1], x[:, :, :1], x], 2), (1, 1, 1, 1, 0, 0)))
+    padded = nn.functional.pad(torch.cat([x[:, :, :1], x[:, :, :1], x], 2), (1, 1, 1, 1, 0, 0))
+    expected = nn.functional.conv3d(padded, conv.conv.weight, conv.conv.bias)
     torch.testing.assert_close(conv(x), expected)
     cache: dict = {}
     first, second = conv(x[:, :, :3], cache), conv(x[:, :, 3:], cache)
