@@ -3,7 +3,7 @@
 Spec 7.3 / 9.3: frames in [-1, 1] -> moments (mean and log-variance of the latent posterior). The encoder
 uses plain GroupNorm (no SpatialNorm), whose statistics span the frames of the current window only, so
 the result depends on the window size (diffusers encodes 8 frames at a time, the reference 48, this
-package 16 by default; the first window always takes the extra leading frame: 17, 16, 16, ...).
+package 16 by default; the first window takes the remainder: 17, 16, 16, ... frames for 16k + 1).
 """
 
 from __future__ import annotations
