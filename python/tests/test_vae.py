@@ -287,6 +287,12 @@ def test_config_validation_messages() -> None:
         VAEConfig.from_dict({"temporal_compression_ratio": 3})
     with pytest.raises(VAEConfigError, match="use_post_quant_conv"):
         VAEConfig.from_dict({"use_post_quant_conv": True})
+    with pytest.raises(VAEConfigError, match="down_block_types must all be 'CogVideoXDownBlock3D'"):
+        VAEConfig.from_dict({"down_block_types": ["DownEncoderBlock2D"] * 4})
+    with pytest.raises(VAEConfigError, match="3 down_block_types for 4 block_out_channels"):
+        VAEConfig.from_dict({"down_block_types": ["CogVideoXDownBlock3D"] * 3})
+    with pytest.raises(VAEConfigError, match="use_quant_conv must be true or false"):
+        VAEConfig.from_dict({"use_quant_conv": "yes"})
     assert VAEConfig.from_dict({}) == COGVIDEOX_5B_VAE_CONFIG
 
 
