@@ -176,7 +176,8 @@ def test_windowed_decode_equals_one_pass_except_for_groupnorm(vae_dir: Path) -> 
 def test_causal_conv_replicates_first_frame_and_uses_cache() -> None:
     conv = CausalConv3d(2, 3, kernel_size=3)
     x = torch.randn(1, 2, 4, 5, 5)
-    expected = conv.conv(nn.functional.pad(torch.cat([x[:, :, :1], x[:, :, :1], x], 2), (1, 1, 1, 1, 0, 0)))
+    padded = nn.functional.pad(torch.cat([x[:, :, :1], x[:, :, :1], x], 2), (1, 1, 1, 1, 0, 0))
+    expected = nn.functional.conv3d(padded, conv.conv.weight, conv.conv.bias)
     torch.testing.assert_close(conv(x), expected)
     cache: dict = {}
     first, second = conv(x[:, :, :3], cache), conv(x[:, :, 3:], cache)
@@ -286,6 +287,12 @@ def test_config_validation_messages() -> None:
         VAEConfig.from_dict({"temporal_compression_ratio": 3})
     with pytest.raises(VAEConfigError, match="use_post_quant_conv"):
         VAEConfig.from_dict({"use_post_quant_conv": True})
+    with pytest.raises(VAEConfigError, match="down_block_types must all be 'CogVideoXDownBlock3D'"):
+        VAEConfig.from_dict({"down_block_types": ["DownEncoderBlock2D"] * 4})
+    with pytest.raises(VAEConfigError, match="3 down_block_types for 4 block_out_channels"):
+        VAEConfig.from_dict({"down_block_types": ["CogVideoXDownBlock3D"] * 3})
+    with pytest.raises(VAEConfigError, match="use_quant_conv must be true or false"):
+        VAEConfig.from_dict({"use_quant_conv": "yes"})
     assert VAEConfig.from_dict({}) == COGVIDEOX_5B_VAE_CONFIG
 
 

@@ -94,6 +94,10 @@ def diffusers_vae_parameter_shapes(config: VAEConfig) -> dict[str, tuple[int, ..
     shapes["encoder.norm_out.bias"] = (widths[-1],)
     shapes["encoder.conv_out.conv.weight"] = (2 * latent, widths[-1], 3, 3, 3)
     shapes["encoder.conv_out.conv.bias"] = (2 * latent,)
+    if config.use_quant_conv:
+        # diffusers sizes quant_conv by the image channels: Conv3d(2 * out_channels, 2 * out_channels, 1).
+        shapes["quant_conv.weight"] = (2 * config.out_channels, 2 * config.out_channels, 1, 1, 1)
+        shapes["quant_conv.bias"] = (2 * config.out_channels,)
 
     reversed_widths = widths[::-1]
     shapes["decoder.conv_in.conv.weight"] = (reversed_widths[0], latent, 3, 3, 3)

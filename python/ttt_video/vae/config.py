@@ -1,4 +1,4 @@
-"""Architecture of the CogVideoX VAE decoder, read from a diffusers `AutoencoderKLCogVideoX` config.json."""
+"""Architecture of the CogVideoX VAE, read from a diffusers `AutoencoderKLCogVideoX` config.json."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ class VAEConfigError(ValueError):
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """The fields of `AutoencoderKLCogVideoX` that shape the decoder; defaults are CogVideoX-5b's (spec 7.1).
+    """The fields of `AutoencoderKLCogVideoX` that shape the VAE; defaults are CogVideoX-5b's (spec 7.1).
 
     `scaling_factor` is the folder's latent scale (0.7 for CogVideoX-5b); `decode` divides latents by it
     unless the caller passes another `latent_scale` (TTT-Video checkpoints need 1.0, spec 7.4).
+    `use_quant_conv` adds diffusers' 1x1x1 `quant_conv` after the encoder (false for CogVideoX-5b).
     """
 
     block_out_channels: tuple[int, ...] = (128, 256, 256, 512)
@@ -36,6 +37,7 @@ class VAEConfig:
     temporal_compression_ratio: int = 4
     scaling_factor: float = 0.7
     act_fn: str = "silu"
+    use_quant_conv: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_out_channels", tuple(int(c) for c in self.block_out_channels))
@@ -61,6 +63,8 @@ class VAEConfig:
             )
         if self.act_fn not in ("silu", "swish"):
             raise VAEConfigError(f"act_fn must be 'silu' (x * sigmoid(x)), got {self.act_fn!r}")
+        if not isinstance(self.use_quant_conv, bool):
+            raise VAEConfigError(f"use_quant_conv must be true or false, got {self.use_quant_conv!r}")
         if not self.scaling_factor > 0:
             raise VAEConfigError(f"scaling_factor must be positive, got {self.scaling_factor}")
 
@@ -71,6 +75,11 @@ class VAEConfig:
     @property
     def temporal_upsample_levels(self) -> int:
         """How many of the first up blocks double time as well as space (log2 of the temporal ratio)."""
+        return round(math.log2(self.temporal_compression_ratio))
+
+    @property
+    def temporal_downsample_levels(self) -> int:
+        """How many of the first down blocks halve time as well as space (log2 of the temporal ratio)."""
         return round(math.log2(self.temporal_compression_ratio))
 
     @classmethod
@@ -85,20 +94,12 @@ class VAEConfig:
             raise VAEConfigError(
                 f"{source}: use_post_quant_conv=true is not supported (no CogVideoX VAE uses it)"
             )
-        up_types = data.get("up_block_types")
-        if up_types is not None:
-            wrong = [t for t in up_types if t != UP_BLOCK_TYPE]
-            if wrong:
-                raise VAEConfigError(f"{source}: up_block_types must all be {UP_BLOCK_TYPE!r}, got {wrong}")
         defaults = cls()
         fields: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             fields[name] = data.get(name, getattr(defaults, name))
-        if up_types is not None and len(up_types) != len(fields["block_out_channels"]):
-            raise VAEConfigError(
-                f"{source}: {len(up_types)} up_block_types for {len(fields['block_out_channels'])} "
-                "block_out_channels; they must have the same length"
-            )
+        for key, expected in (("up_block_types", UP_BLOCK_TYPE), ("down_block_types", DOWN_BLOCK_TYPE)):
+            _check_block_types(data.get(key), key, expected, len(fields["block_out_channels"]), source)
         try:
             return cls(
                 block_out_channels=tuple(fields["block_out_channels"]),
@@ -111,6 +112,7 @@ class VAEConfig:
                 temporal_compression_ratio=int(fields["temporal_compression_ratio"]),
                 scaling_factor=float(fields["scaling_factor"]),
                 act_fn=str(fields["act_fn"]),
+                use_quant_conv=fields["use_quant_conv"],
             )
         except VAEConfigError as error:
             raise VAEConfigError(f"{source}: {error}") from None
@@ -156,8 +158,20 @@ class VAEConfig:
             "temporal_compression_ratio": self.temporal_compression_ratio,
             "up_block_types": [UP_BLOCK_TYPE] * levels,
             "use_post_quant_conv": False,
-            "use_quant_conv": False,
+            "use_quant_conv": self.use_quant_conv,
         }
+
+
+def _check_block_types(types: Any, key: str, expected: str, levels: int, source: str) -> None:
+    if types is None:
+        return
+    wrong = [t for t in types if t != expected]
+    if wrong:
+        raise VAEConfigError(f"{source}: {key} must all be {expected!r}, got {wrong}")
+    if len(types) != levels:
+        raise VAEConfigError(
+            f"{source}: {len(types)} {key} for {levels} block_out_channels; they must have the same length"
+        )
 
 
 COGVIDEOX_5B_VAE_CONFIG = VAEConfig()

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .conv import VAEConv2d, VAEConv3d
+
 CausalCache = dict[nn.Module, Tensor]
 
 # Inputs above this size are convolved in overlapping time chunks (like diffusers' SafeConv3d): the
@@ -23,14 +25,16 @@ class CausalConv3d(nn.Module):
     """Conv3d (stride 1) that is causal in time and keeps the spatial size.
 
     Time: `k_t - 1` frames are put in front of the input (from the cache, or copies of the first frame).
-    Space: zero padding of `k // 2` on each side.
+    Space: zero padding of `k // 2` on each side, done by the convolution itself (`conv.padding`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__()
         self.time_pad = kernel_size - 1
         self.space_pad = kernel_size // 2
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size)
+        self.conv = VAEConv3d(
+            in_channels, out_channels, kernel_size, padding=(0, self.space_pad, self.space_pad)
+        )
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
         if self.time_pad > 0:
@@ -40,8 +44,6 @@ class CausalConv3d(nn.Module):
             x = torch.cat([previous, x], dim=2)
             if cache is not None:
                 cache[self] = x[:, :, -self.time_pad :].clone()
-        p = self.space_pad
-        x = F.pad(x, (p, p, p, p, 0, 0))
         return self._convolve(x)
 
     def _convolve(self, x: Tensor) -> Tensor:
@@ -98,7 +100,7 @@ class ResnetBlock3D(nn.Module):
         self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size=3)
         self.norm2 = SpatialNorm3D(out_channels, latent_channels, num_groups)
         self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size=3)
-        self.conv_shortcut = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.conv_shortcut = VAEConv3d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: Tensor, zq: Tensor, cache: CausalCache | None = None) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x, zq)), cache)
@@ -126,7 +128,7 @@ class Upsample3D(nn.Module):
     def __init__(self, channels: int, compress_time: bool) -> None:
         super().__init__()
         self.compress_time = compress_time
-        self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv = VAEConv2d(channels, channels, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         x = upsample_nearest(x, self.compress_time)

@@ -1,46 +1,60 @@
-"""`CogVideoXVAE`: loads the decoder of a CogVideoX VAE and decodes latents to frames in time windows."""
+"""`CogVideoXVAE`: loads the encoder and/or decoder of a CogVideoX VAE and runs them in time windows."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor, nn
 
-from .config import COGVIDEOX_5B_VAE_CONFIG, VAEConfig
+from .config import COGVIDEOX_5B_VAE_CONFIG, VAEConfig, VAEConfigError
+from .conv import VAEConv3d, set_fast_cpu_convolutions
 from .decoder import Decoder3D, decoded_frame_count, latent_windows
-from .keys import sat_to_diffusers_key
+from .encoder import DEFAULT_ENCODE_WINDOW, Encoder3D, encoded_frame_count, frame_windows
 from .layers import CausalCache
+from .weights import (
+    VAEWeightsError,
+    check_parts,
+    check_vae_tensors,
+    part_prefixes,
+    read_safetensors,
+    read_sat_checkpoint,
+    resolve_vae_folder,
+    safetensors_files,
+)
 
-DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-DIFFUSERS_WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
-DECODER_PREFIX = "decoder."
-_LISTED_KEYS = 20
-
-
-class VAEWeightsError(ValueError):
-    """VAE weights that are missing, misshapen, or in a format this loader refuses."""
+Parts = tuple[str, ...]
 
 
 class CogVideoXVAE(nn.Module):
-    """The CogVideoX 3-D causal VAE decoder (spec 7), parameters named as in diffusers (`decoder.*`).
+    """The CogVideoX 3-D causal VAE (spec 7), parameters named as in diffusers (`encoder.*`, `decoder.*`).
 
-    `decode(z)` maps latents `(B, C, T, h, w)` to frames `(B, 3, F, 8h, 8w)` in [-1, 1] with
-    F = 4(T - 1) + 1 for odd T, decoding `window` latent frames at a time (the first window takes the
-    remainder, 3 frames for odd T) and carrying every causal convolution's context across windows.
+    Only the `parts` asked for are built and loaded: sampling needs `("decoder",)`, data preparation
+    `("encoder",)`.
+
+    * `encode(frames)` maps frames `(B, 3, F, H, W)` in [-1, 1], F = 4k + 1, to moments
+      `(B, 2C, T, H/8, W/8)` (mean then logvar, unscaled), T = (F - 1) / 4 + 1, `window` frames at a time.
+    * `decode(z)` maps latents `(B, C, T, h, w)` to frames `(B, 3, F, 8h, 8w)` in [-1, 1] with
+      F = 4(T - 1) + 1 for odd T, `window` latent frames at a time.
+
+    Both carry every causal convolution's context across windows, so memory does not grow with the clip
+    length; GroupNorm statistics are per window (as in the reference and diffusers).
     """
 
-    def __init__(self, config: VAEConfig, latent_scale: float | None = None) -> None:
+    def __init__(
+        self, config: VAEConfig, latent_scale: float | None = None, parts: Parts = ("decoder",)
+    ) -> None:
         super().__init__()
         self.config = config
+        self.parts = check_parts(parts)
         self.latent_scale = _check_latent_scale(
             config.scaling_factor if latent_scale is None else latent_scale
         )
-        self.decoder = Decoder3D(config)
+        self.encoder = Encoder3D(config) if "encoder" in self.parts else None
+        self.quant_conv = _quant_conv(config) if "encoder" in self.parts else None
+        self.decoder = Decoder3D(config) if "decoder" in self.parts else None
 
     # ----------------------------------------------------------------------------------------- loading
 
@@ -50,17 +64,20 @@ class CogVideoXVAE(nn.Module):
         path: str | Path,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        parts: Parts = ("decoder",),
     ) -> CogVideoXVAE:
         """Load a diffusers `AutoencoderKLCogVideoX` folder (config.json + safetensors) as it is.
 
-        `path` is the `vae/` folder or a bundle holding one. Only `decoder.*` tensors are read; the
-        encoder and any other keys are ignored. `dtype=None` keeps the stored dtype. The default latent
-        scale is the config's `scaling_factor`.
+        `path` is the `vae/` folder or a bundle holding one. Only the tensors of `parts` are read
+        (`decoder.*`; `encoder.*` and `quant_conv.*`), and every one of them must match the config.
+        `dtype=None` keeps the stored dtype. The default latent scale is the config's `scaling_factor`.
         """
-        folder = _resolve_vae_folder(Path(path))
+        parts = check_parts(parts)
+        folder = resolve_vae_folder(Path(path))
         config = VAEConfig.from_json_file(folder / "config.json")
-        tensors = _read_safetensors(_safetensors_files(folder), prefix=DECODER_PREFIX)
-        return cls._from_decoder_tensors(config, tensors, str(folder), None, device, dtype)
+        tensors = read_safetensors(safetensors_files(folder), part_prefixes(parts))
+        return cls._from_tensors(config, tensors, str(folder), None, device, dtype, parts)
 
     @classmethod
     def from_sat_checkpoint(
@@ -70,6 +87,8 @@ class CogVideoXVAE(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         latent_scale: float = 1.0,
+        *,
+        parts: Parts = ("decoder",),
     ) -> CogVideoXVAE:
         """Load the SAT / reference `3d-vae.pt` (keys renamed by spec 13.2, `loss.*` dropped).
 
@@ -77,32 +96,14 @@ class CogVideoXVAE(nn.Module):
         `config` is a VAEConfig, a diffusers config dict or config.json path; default CogVideoX-5b.
         `latent_scale` defaults to 1.0, the reference's `eval.vae_scale_factor` (spec 7.4).
         """
-        file = Path(file)
+        parts = check_parts(parts)
         config = _as_config(config)
-        if not file.is_file():
-            raise VAEWeightsError(f"{file}: no such file (expected the SAT VAE checkpoint, e.g. 3d-vae.pt)")
-        try:
-            loaded = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise VAEWeightsError(
-                f"{file}: cannot be read as a tensors-only checkpoint ({type(error).__name__}: {error}). "
-                "Only plain state dicts are accepted; objects that need code to unpickle are refused."
-            ) from None
-        state = loaded.get("state_dict", loaded) if isinstance(loaded, Mapping) else None
-        if not isinstance(state, Mapping):
-            raise VAEWeightsError(
-                f"{file}: expected a dict of tensors (or {{'state_dict': ...}}), got {type(loaded)}"
-            )
-        num_levels = len(config.block_out_channels)
-        tensors: dict[str, Tensor] = {}
-        for key, value in state.items():
-            renamed = sat_to_diffusers_key(str(key), num_levels)
-            if renamed is not None and renamed.startswith(DECODER_PREFIX) and isinstance(value, Tensor):
-                tensors[renamed] = value
-        return cls._from_decoder_tensors(config, tensors, str(file), latent_scale, device, dtype)
+        levels = len(config.block_out_channels)
+        tensors = read_sat_checkpoint(Path(file), levels, part_prefixes(parts))
+        return cls._from_tensors(config, tensors, str(file), latent_scale, device, dtype, parts)
 
     @classmethod
-    def _from_decoder_tensors(
+    def _from_tensors(
         cls,
         config: VAEConfig,
         tensors: dict[str, Tensor],
@@ -110,10 +111,14 @@ class CogVideoXVAE(nn.Module):
         latent_scale: float | None,
         device: torch.device | str | None,
         dtype: torch.dtype | None,
+        parts: Parts,
     ) -> CogVideoXVAE:
-        with torch.device("meta"):
-            vae = cls(config, latent_scale)
-        check_decoder_tensors(vae.state_dict(), tensors, source, config)
+        try:
+            with torch.device("meta"):
+                vae = cls(config, latent_scale, parts)
+        except VAEConfigError as error:
+            raise VAEConfigError(f"{source}: {error}") from None
+        check_vae_tensors(vae.state_dict(), tensors, source, config, vae.parts)
         if dtype is None:
             stored = {t.dtype for t in tensors.values()}
             dtype = stored.pop() if len(stored) == 1 else torch.float32
@@ -124,7 +129,7 @@ class CogVideoXVAE(nn.Module):
         vae.requires_grad_(False)
         return vae.eval()
 
-    # ---------------------------------------------------------------------------------------- decoding
+    # ------------------------------------------------------------------------------------------ common
 
     @property
     def dtype(self) -> torch.dtype:
@@ -133,6 +138,78 @@ class CogVideoXVAE(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def set_fast_cpu_convolutions(self, enabled: bool) -> None:
+        """Route CPU float32 convolutions to oneDNN (the default) or to PyTorch's usual choice (`conv.py`)."""
+        set_fast_cpu_convolutions(self, enabled)
+
+    def _require(self, part: str, action: str) -> None:
+        if part not in self.parts:
+            raise RuntimeError(
+                f"cannot {action}: this CogVideoXVAE was loaded with parts={self.parts}; load it with "
+                f"parts=({part!r},) (or ('encoder', 'decoder'))"
+            )
+
+    # ---------------------------------------------------------------------------------------- encoding
+
+    def num_latent_frames(self, num_frames: int, window: int = DEFAULT_ENCODE_WINDOW) -> int:
+        """Latent frames encoded from `num_frames` pixel frames (49 -> 13, 145 -> 37)."""
+        return encoded_frame_count(num_frames, self.config.temporal_downsample_levels, window)
+
+    def encode(self, frames: Tensor, *, window: int = DEFAULT_ENCODE_WINDOW) -> Tensor:
+        """Frames `(B, in_channels, F, H, W)` in [-1, 1] -> moments `(B, 2C, T, H/8, W/8)` in the VAE's dtype.
+
+        Channels `[:C]` are the posterior mean and `[C:]` its log-variance, unscaled (spec 9.3 stores them
+        as they are; draw latents with `sample_from_moments`). F must be 4k + 1; T = (F - 1) / 4 + 1.
+        `window` frames are encoded at a time (a multiple of 4; the first window takes the remainder:
+        17, 16, 16, ... for the default 16). GroupNorm statistics are per window, so the moments depend
+        on `window` (diffusers uses 8, the reference 48); the causal caches carry the rest exactly.
+        """
+        return torch.cat(list(self.encode_stream(frames, window=window)), dim=2)
+
+    def encode_stream(self, frames: Tensor, *, window: int = DEFAULT_ENCODE_WINDOW) -> Iterator[Tensor]:
+        """Like `encode`, but yields the moments `(B, 2C, t_i, h, w)` of each window as soon as they exist.
+
+        Each window is moved to the VAE's device and dtype on its own, so only one window of frames is
+        converted at a time. Concatenating the yielded tensors along dim 2 gives exactly `encode(frames)`.
+        """
+        self._require("encoder", "encode")
+        windows = self._check_frames(frames, window)
+        return self._encode_windows(frames, windows)
+
+    def _encode_windows(self, frames: Tensor, windows: list[tuple[int, int]]) -> Iterator[Tensor]:
+        cache: CausalCache = {}
+        for start, end in windows:
+            with torch.no_grad():
+                chunk = frames[:, :, start:end].to(device=self.device, dtype=self.dtype)
+                moments = self.encoder(chunk, cache)
+                if self.quant_conv is not None:
+                    moments = self.quant_conv(moments)
+            yield moments
+
+    def _check_frames(self, frames: Tensor, window: int) -> list[tuple[int, int]]:
+        config = self.config
+        if not isinstance(frames, Tensor) or frames.ndim != 5:
+            shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+            raise ValueError(f"encode expects frames of shape (B, C, F, H, W), got {shape}")
+        if frames.shape[1] != config.in_channels:
+            raise ValueError(
+                f"encode expects {config.in_channels} channels in dim 1 of (B, C, F, H, W), got shape "
+                f"{tuple(frames.shape)}; frames laid out (B, F, C, H, W) need frames.permute(0, 2, 1, 3, 4)"
+            )
+        ratio = config.spatial_compression_ratio
+        if frames.shape[3] % ratio or frames.shape[4] % ratio:
+            raise ValueError(
+                f"encode expects a height and width divisible by {ratio}, got {tuple(frames.shape[3:])}; "
+                "crop or resize the frames (480x720 for CogVideoX)"
+            )
+        if not frames.dtype.is_floating_point:
+            raise ValueError(
+                f"encode expects float frames in [-1, 1], got {frames.dtype}; use 2 * x / 255 - 1"
+            )
+        return frame_windows(frames.shape[2], window, config.temporal_compression_ratio)
+
+    # ---------------------------------------------------------------------------------------- decoding
 
     def num_frames(self, num_latent_frames: int, window: int = 2) -> int:
         """Pixel frames decoded from `num_latent_frames` (13 -> 49, 253 -> 1009)."""
@@ -156,6 +233,7 @@ class CogVideoXVAE(nn.Module):
 
         Concatenating the yielded tensors along dim 2 gives exactly `decode(z)`.
         """
+        self._require("decoder", "decode")
         z = self._prepare_latents(z, latent_scale)
         windows = latent_windows(z.shape[2], window)
         return self._decode_windows(z, windows, clamp)
@@ -186,6 +264,23 @@ class CogVideoXVAE(nn.Module):
 # ------------------------------------------------------------------------------------------- helpers
 
 
+def _quant_conv(config: VAEConfig) -> VAEConv3d | None:
+    """diffusers' optional 1x1x1 conv after the encoder, built as `Conv3d(2 * out_channels, same, 1)`.
+
+    diffusers sizes it by the *output image* channels although it is applied to the 2 * latent_channels
+    moments, so it only works when the two are equal; refuse other configs here rather than at encode.
+    """
+    if not config.use_quant_conv:
+        return None
+    if config.out_channels != config.latent_channels:
+        raise VAEConfigError(
+            f"use_quant_conv=true needs out_channels == latent_channels (diffusers builds quant_conv with "
+            f"2 * out_channels = {2 * config.out_channels} channels and applies it to the "
+            f"2 * latent_channels = {2 * config.latent_channels} moments); no CogVideoX VAE sets it"
+        )
+    return VAEConv3d(2 * config.out_channels, 2 * config.out_channels, 1)
+
+
 def _check_latent_scale(scale: float) -> float:
     scale = float(scale)
     if not (math.isfinite(scale) and scale > 0):
@@ -201,95 +296,3 @@ def _as_config(config: VAEConfig | Mapping | str | Path | None) -> VAEConfig:
     if isinstance(config, Mapping):
         return VAEConfig.from_dict(config)
     return VAEConfig.from_json_file(config)
-
-
-def _resolve_vae_folder(path: Path) -> Path:
-    if path.is_file():
-        raise VAEWeightsError(
-            f"{path} is a file; from_pretrained expects a diffusers VAE folder (config.json + safetensors). "
-            "A SAT 3d-vae.pt is loaded with CogVideoXVAE.from_sat_checkpoint."
-        )
-    for folder in (path, path / "vae"):
-        if (folder / "config.json").is_file():
-            return folder
-    raise VAEWeightsError(
-        f"{path}: no config.json here nor in {path / 'vae'}; expected a diffusers AutoencoderKLCogVideoX "
-        "folder such as <CogVideoX-5b snapshot>/vae"
-    )
-
-
-def _safetensors_files(folder: Path) -> list[Path]:
-    index = folder / DIFFUSERS_WEIGHTS_INDEX_NAME
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        files = sorted({folder / name for name in weight_map.values()})
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise VAEWeightsError(f"{index} lists shards that do not exist: {missing}")
-        return files
-    if (folder / DIFFUSERS_WEIGHTS_NAME).is_file():
-        return [folder / DIFFUSERS_WEIGHTS_NAME]
-    candidates = sorted(folder.glob("*.safetensors"))
-    if len(candidates) == 1:
-        return candidates
-    if candidates:
-        raise VAEWeightsError(
-            f"{folder}: several .safetensors files {[c.name for c in candidates]} and no "
-            f"{DIFFUSERS_WEIGHTS_INDEX_NAME}; keep one {DIFFUSERS_WEIGHTS_NAME}"
-        )
-    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-    hint = (
-        f" Found {pickled}: pickle-based files are not loaded; convert them to safetensors first."
-        if pickled
-        else ""
-    )
-    raise VAEWeightsError(f"{folder}: no {DIFFUSERS_WEIGHTS_NAME}.{hint}")
-
-
-def _read_safetensors(files: list[Path], prefix: str) -> dict[str, Tensor]:
-    tensors: dict[str, Tensor] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
-                if key.startswith(prefix):
-                    tensors[key] = handle.get_tensor(key)
-    return tensors
-
-
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_LISTED_KEYS])
-    more = f", ... and {len(keys) - _LISTED_KEYS} more" if len(keys) > _LISTED_KEYS else ""
-    return shown + more
-
-
-def check_decoder_tensors(
-    expected: Mapping[str, Tensor], found: Mapping[str, Tensor], source: str, config: VAEConfig
-) -> None:
-    """Raise VAEWeightsError naming every missing, misshapen or unexpected `decoder.*` tensor."""
-    missing = sorted(k for k in expected if k not in found)
-    unexpected = sorted(k for k in found if k not in expected)
-    misshapen = sorted(
-        f"{k} (expected {tuple(expected[k].shape)}, found {tuple(found[k].shape)})"
-        for k in expected
-        if k in found and tuple(found[k].shape) != tuple(expected[k].shape)
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {_listing(missing)}")
-    if misshapen:
-        problems.append(f"{len(misshapen)} misshapen: {_listing(misshapen)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected: {_listing(unexpected)}")
-    if problems:
-        architecture = (
-            f"block_out_channels={list(config.block_out_channels)}, layers_per_block={config.layers_per_block}, "
-            f"latent_channels={config.latent_channels}"
-        )
-        raise VAEWeightsError(
-            f"{source}: the decoder weights do not match the architecture of the config ({architecture}). "
-            + "; ".join(problems)
-            + ". Check that config.json belongs to these weights and that they are a CogVideoX VAE."
-        )
-    not_float = sorted(k for k, v in found.items() if not v.dtype.is_floating_point)
-    if not_float:
-        raise VAEWeightsError(f"{source}: non-floating-point decoder tensors: {_listing(not_float)}")
