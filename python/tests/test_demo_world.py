@@ -9,21 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ttt_video.demo import (
-    Mix,
-    combination_split,
-    detect_cuts,
-    detect_video,
-    expected_segments,
-    read_clip,
-    render_video,
-    sample_videos,
-    score_video,
-    segment_bounds,
-    summarise_scores,
-    write_dataset,
-)
-from ttt_video.demo.detect import check_frames
+from ttt_video.demo.dataset import read_clip, write_dataset
+from ttt_video.demo.detect import check_frames, detect_cuts, detect_video
+from ttt_video.demo.score import expected_segments, score_video, summarise_scores
 from ttt_video.demo.world import (
     BACKGROUND_COLOURS,
     MOTIONS,
@@ -32,10 +20,15 @@ from ttt_video.demo.world import (
     STILL,
     X_RANGE,
     Y_RANGE,
+    Mix,
     SegmentSpec,
     VideoSpec,
     all_combinations,
+    combination_split,
     motion_offset,
+    render_video,
+    sample_videos,
+    segment_bounds,
     shape_mask,
 )
 
