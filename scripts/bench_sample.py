@@ -33,7 +33,7 @@ except ImportError:  # a checkout without the package installed
 
 def bench_tiny(seconds: int, steps: int, threads: int | None) -> None:
     from ttt_video.sample import run_sample
-    from ttt_video.tiny_bundle import make_tiny_bundle
+    from ttt_video.demo.tiny_bundle import make_tiny_bundle
 
     if threads:
         torch.set_num_threads(threads)
@@ -87,7 +87,7 @@ def bench_random(
         step_table,
         video_generator,
     )
-    from ttt_video.tiny_parts import TINY_VAE_CONFIG
+    from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG
     from ttt_video.vae import COGVIDEOX_5B_VAE_CONFIG, CogVideoXVAE
 
     spec = importlib.util.spec_from_file_location(

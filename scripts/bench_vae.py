@@ -177,7 +177,7 @@ def main() -> None:
         child_encode(Path(vae_dir), *(int(n) for n in numbers))
         return
 
-    from ttt_video.tiny_parts import make_tiny_vae
+    from ttt_video.demo.tiny_parts import make_tiny_vae
 
     with tempfile.TemporaryDirectory() as tmp:
         vae_dir = make_tiny_vae(Path(tmp) / "vae", seed=0)

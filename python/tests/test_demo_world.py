@@ -387,11 +387,3 @@ def test_cli_writes_a_dataset(tmp_path):
     ]
     bad = subprocess.run([*args, "--segments", "0,9"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "range lo,hi" in bad.stderr
-
-
-def test_package_exports_resolve():
-    import ttt_video.demo as demo
-
-    assert all(callable(getattr(demo, name)) for name in demo.__all__)
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        demo.nope  # noqa: B018

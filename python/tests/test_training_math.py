@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ttt_video.config import load_config
+from ttt_video.contracts.config import load_config
 from ttt_video.models import TTTVideoDiT, build_config
 from ttt_video.training import (
     GROUP_NAMES,

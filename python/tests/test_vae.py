@@ -27,6 +27,7 @@ from ttt_video.vae import (
 )
 from ttt_video.vae import layers as vae_layers
 from ttt_video.vae.layers import CausalConv3d, SpatialNorm3D
+from ttt_video.weights.errors import WeightsMissingError
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -301,7 +302,7 @@ def test_pickle_files_are_refused(vae_dir: Path, tmp_path: Path) -> None:
     folder.mkdir()
     shutil.copy(vae_dir / "config.json", folder / "config.json")
     (folder / "diffusion_pytorch_model.bin").write_bytes(b"not read")
-    with pytest.raises(VAEWeightsError, match="pickle-based files are not loaded"):
+    with pytest.raises(WeightsMissingError, match="pickle files, which are never loaded"):
         CogVideoXVAE.from_pretrained(folder)
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ttt_video.tiny_parts import TINY_VAE_CONFIG, diffusers_vae_parameter_shapes, make_tiny_vae
+from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG, diffusers_vae_parameter_shapes, make_tiny_vae
 from ttt_video.vae import (
     COGVIDEOX_5B_VAE_CONFIG,
     CogVideoXVAE,

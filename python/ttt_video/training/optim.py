@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..config_types import OptimizerSection, TrainingSection
+from ..contracts.generated import OptimizerSection, TrainingSection
 
 ADAPTERS = ("sft", "qkvo", "ttt")
 SCHEDULES = ("linear", "cosine")

@@ -17,6 +17,8 @@ DOWN_BLOCK_TYPE = "CogVideoXDownBlock3D"
 class VAEConfigError(ValueError):
     """A VAE config.json (or VAEConfig) that this decoder cannot build."""
 
+    code = "WEIGHTS"
+
 
 @dataclass(frozen=True)
 class VAEConfig:

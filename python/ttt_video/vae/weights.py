@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor
 
+from ..weights.errors import WeightsError, WeightsMissingError
+from ..weights.safetensors_io import load_tensors, shard_files
 from .config import VAEConfig
 from .keys import sat_to_diffusers_key
 
@@ -22,8 +22,8 @@ PART_PREFIXES: dict[str, tuple[str, ...]] = {
 _LISTED_KEYS = 20
 
 
-class VAEWeightsError(ValueError):
-    """VAE weights that are missing, misshapen, or in a format this loader refuses."""
+class VAEWeightsError(WeightsError):
+    """VAE weights that are missing, misshapen, or in a format this loader refuses (code WEIGHTS)."""
 
 
 def check_parts(parts: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
@@ -59,42 +59,19 @@ def resolve_vae_folder(path: Path) -> Path:
 
 
 def safetensors_files(folder: Path) -> list[Path]:
-    index = folder / DIFFUSERS_WEIGHTS_INDEX_NAME
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        files = sorted({folder / name for name in weight_map.values()})
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise VAEWeightsError(f"{index} lists shards that do not exist: {missing}")
-        return files
-    if (folder / DIFFUSERS_WEIGHTS_NAME).is_file():
-        return [folder / DIFFUSERS_WEIGHTS_NAME]
-    candidates = sorted(folder.glob("*.safetensors"))
-    if len(candidates) == 1:
+    """diffusers' weights file (or its shards), else the folder's one other .safetensors file."""
+    try:
+        return shard_files(folder, DIFFUSERS_WEIGHTS_NAME, DIFFUSERS_WEIGHTS_INDEX_NAME)
+    except WeightsMissingError:
+        candidates = sorted(folder.glob("*.safetensors"))
+        if len(candidates) != 1:
+            raise
         return candidates
-    if candidates:
-        raise VAEWeightsError(
-            f"{folder}: several .safetensors files {[c.name for c in candidates]} and no "
-            f"{DIFFUSERS_WEIGHTS_INDEX_NAME}; keep one {DIFFUSERS_WEIGHTS_NAME}"
-        )
-    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-    hint = (
-        f" Found {pickled}: pickle-based files are not loaded; convert them to safetensors first."
-        if pickled
-        else ""
-    )
-    raise VAEWeightsError(f"{folder}: no {DIFFUSERS_WEIGHTS_NAME}.{hint}")
 
 
 def read_safetensors(files: list[Path], prefixes: tuple[str, ...]) -> dict[str, Tensor]:
     """The tensors whose names start with one of `prefixes`; the others are never read."""
-    tensors: dict[str, Tensor] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
-                if key.startswith(prefixes):
-                    tensors[key] = handle.get_tensor(key)
-    return tensors
+    return load_tensors(files, prefix=prefixes)
 
 
 def read_sat_checkpoint(file: Path, num_levels: int, prefixes: tuple[str, ...]) -> dict[str, Tensor]:
