@@ -210,6 +210,8 @@ def test_kernel_selection():
     assert (
         DiTConfig(model_dim=64, num_heads=2, num_layers=1, text_dim=8, time_embed_dim=8).ttt_kernel == "auto"
     )
+    with pytest.raises(ValueError, match="TTTLinear: kernel must be one of"):
+        TTTLinear(32, 2, mini_batch_size=4, base_lr=1.0, kernel="cuda")
 
 
 def test_missing_triton_says_how_to_install(monkeypatch):

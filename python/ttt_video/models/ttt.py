@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels.select import select_ttt_kernel
+from ..kernels.select import TTT_KERNELS, select_ttt_kernel
 from .rope import apply_rotary
 from .ttt_order import TTTPassPlan
 from .ttt_scan import State, StepFn, ttt_linear_step, ttt_mlp_step, ttt_scan
@@ -70,6 +70,8 @@ class TTTBase(nn.Module):
         self.ttt_norm_weight = nn.Parameter(torch.empty(num_heads, self.head_dim))
         self.ttt_norm_bias = nn.Parameter(torch.empty(num_heads, self.head_dim))
         self._step: StepFn = torch.compile(type(self).step, dynamic=False) if compile else type(self).step
+        if kernel not in TTT_KERNELS:
+            raise ValueError(f"{type(self).__name__}: kernel must be one of {TTT_KERNELS}, got {kernel!r}")
         # Which scan runs ("auto" | "triton" | "eager", see ttt_video.kernels.select), read at every call.
         self.kernel = kernel
         # Training sets this from outside (spec 5.6): remat groups of this many mini-batches; None = off.
