@@ -51,8 +51,8 @@ def require_triton(what: str) -> None:
 def select_ttt_kernel(choice: str, device: torch.device, dtype: torch.dtype) -> str:
     """ "triton" or "eager" for a scan whose inputs are on ``device`` in ``dtype``.
 
-    ``auto``: Triton on CUDA when triton imports and the dtype is fp32/bf16/fp16, else eager (CPU,
-    float64). ``triton``: always Triton, with a clear error where it cannot run. ``eager``: PyTorch.
+    ``auto``: Triton on CUDA when triton imports and the dtype is fp32/bf16/fp16 (bf16 from sm_80 on),
+    else eager (CPU, float64). ``triton``: always Triton, with a clear error where it cannot run. ``eager``: PyTorch.
     """
     if choice not in TTT_KERNELS:
         raise ValueError(f"ttt_kernel must be one of {TTT_KERNELS}, got {choice!r}")
@@ -60,6 +60,8 @@ def select_ttt_kernel(choice: str, device: torch.device, dtype: torch.dtype) -> 
         return "eager"
     if choice == "auto":
         usable = device.type == "cuda" and dtype in TRITON_DTYPES and triton_import_error() is None
+        if usable and dtype == torch.bfloat16:
+            usable = torch.cuda.get_device_capability(device)[0] >= 8  # bf16 tl.dot needs sm_80+
         return "triton" if usable else "eager"
     require_triton("ttt_kernel='triton'")
     if dtype not in TRITON_DTYPES:
