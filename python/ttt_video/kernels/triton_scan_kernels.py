@@ -123,8 +123,7 @@ def ttt_linear_scan_kernel(
         q = tl.load(q_ptr + offset, mask=tile_mask, other=0.0)
         k = tl.load(k_ptr + offset, mask=tile_mask, other=0.0)
         y = tl.load(y_ptr + offset, mask=tile_mask, other=0.0).to(tl.float32)
-        eta_offset = eta_base + offs_c * eta_stride_c
-        eta = tl.load(eta_ptr + eta_offset, mask=c_mask, other=0.0).to(tl.float32)
+        eta = tl.load(eta_ptr + eta_base + offs_c * eta_stride_c, mask=c_mask, other=0.0).to(tl.float32)
 
         z = _matmul(k, w1.to(mm_dtype), INTERPRETED) + b1[None, :]
         grad = _layer_norm_l2_grad(z, y, ln_w, ln_b, d_mask, D, eps)
@@ -180,8 +179,7 @@ def ttt_mlp_scan_kernel(
         q = tl.load(q_ptr + offset, mask=tile_mask, other=0.0)
         k = tl.load(k_ptr + offset, mask=tile_mask, other=0.0)
         y = tl.load(y_ptr + offset, mask=tile_mask, other=0.0).to(tl.float32)
-        eta_offset = eta_base + offs_c * eta_stride_c
-        eta = tl.load(eta_ptr + eta_offset, mask=c_mask, other=0.0).to(tl.float32)
+        eta = tl.load(eta_ptr + eta_base + offs_c * eta_stride_c, mask=c_mask, other=0.0).to(tl.float32)
 
         z1 = _matmul(k, w1.to(mm_dtype), INTERPRETED) + b1[None, :]
         x2, gelu_grad = _gelu_tanh_and_derivative(z1)
