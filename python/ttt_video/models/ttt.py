@@ -132,7 +132,8 @@ class TTTBase(nn.Module):
 
     def initial_state(self, batch: int, dtype: torch.dtype) -> State:
         """The inner parameters (this rank's heads) tiled over the batch: tensors ``(B, H, ...)``."""
-        return tuple(local_tensor(p).to(dtype).expand(batch, *p.shape) for p in self.inner_parameters())
+        local = (local_tensor(p).to(dtype) for p in self.inner_parameters())
+        return tuple(p.expand(batch, *p.shape) for p in local)
 
     def ln_parameters(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         return local_tensor(self.ttt_norm_weight).to(dtype), local_tensor(self.ttt_norm_bias).to(dtype)
