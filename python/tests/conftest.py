@@ -1,9 +1,17 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Without CUDA the Triton kernels run in Triton's interpreter (numpy on the CPU). Triton reads this when a
+# kernel is defined, so it is set here, before any test module imports ttt_video.kernels.triton_scan; it
+# changes nothing for code that does not use Triton (the eager path never imports it).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from ttt_video.models import (
     ttt_mlp_step,
     ttt_scan,
 )
-from ttt_video.models.ttt import TTTSequenceMixer, gelu_tanh_derivative, init_ttt_parameters
+from ttt_video.models.ttt import TTTSequenceMixer, init_ttt_parameters
+from ttt_video.models.ttt_scan import gelu_tanh_derivative
 
 EPS = 1e-6
 
@@ -81,15 +82,26 @@ def test_closed_form_step_equals_autograd(mlp):
     params, q, k, y, eta, gamma, beta = random_inner_problem(mlp)
     step = ttt_mlp_step if mlp else ttt_linear_step
     g4, b4 = gamma[None, :, None], beta[None, :, None]
-    state, out = step(tuple(params), q[:, :, 0], k[:, :, 0], y[:, :, 0], eta[:, :, 0], g4, b4, EPS)
+    batch, heads = q.shape[:2]
+
+    def rows(t):  # the steps take (B*H, ...) batches
+        return t.expand(batch, heads, *t.shape[2:]).reshape(batch * heads, *t.shape[2:])
+
+    state, out = step(
+        tuple(rows(p) for p in params),
+        *(rows(t[:, :, 0]) for t in (q, k, y, eta)),
+        rows(g4),
+        rows(b4),
+        EPS,
+    )
     expected_state, expected_out = naive_mini_batch(
         params, q[:, :, 0], k[:, :, 0], y[:, :, 0], eta[:, :, 0], g4, b4, mlp
     )
     for got, want in zip(state, expected_state, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(out, expected_out, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got, rows(want), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, rows(expected_out), rtol=1e-10, atol=1e-12)
     # The update is not trivially zero.
-    assert (state[0] - params[0]).abs().max() > 1e-4
+    assert (state[0] - rows(params[0])).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("mlp", [False, True])

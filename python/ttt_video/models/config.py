@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..kernels.select import TTT_KERNELS
+
 SSM_LAYERS = ("ttt_mlp", "ttt_linear", "none")
 TTT_LR_ALIGNMENTS = ("reference", "aligned")
 REVERSE_PAIRINGS = ("reference", "aligned")
@@ -44,6 +46,8 @@ class DiTConfig:
     reverse_pairing: str = "reference"  # spec 5.7 off-by-one reverse pairing | "aligned"
     timestep_bf16: bool = True  # spec 4.2: round float timesteps to bf16 before the embedding
     rope_bf16: bool = True  # spec 4.4: attention RoPE tables and rotation in bf16
+    # Which TTT scan runs: "auto" (Triton on CUDA when it imports, else eager), "triton" or "eager".
+    ttt_kernel: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("model_dim", "num_heads", "num_layers", "text_dim", "time_embed_dim", "patch_size"):
@@ -67,6 +71,11 @@ class DiTConfig:
         if self.reverse_pairing not in REVERSE_PAIRINGS:
             raise ValueError(
                 f"DiTConfig.reverse_pairing must be one of {REVERSE_PAIRINGS}, got {self.reverse_pairing!r}"
+            )
+        if self.ttt_kernel not in TTT_KERNELS:
+            raise ValueError(
+                f"DiTConfig.ttt_kernel must be one of {TTT_KERNELS}, got {self.ttt_kernel!r} "
+                "('triton' needs the optional extra: pip install 'ttt-video[triton]')"
             )
         if self.mini_batch_size <= 0:
             raise ValueError(f"DiTConfig.mini_batch_size must be positive, got {self.mini_batch_size}")

@@ -22,15 +22,14 @@ from .ttt import (
     TanhGate,
     TTTBase,
     TTTLinear,
-    TTTPassPlan,
     TTTSequenceMixer,
     as_generator,
-    build_ttt_pass_plan,
     fill_constant_,
     fill_uniform_,
     init_linear_,
     init_ttt_parameters,
 )
+from .ttt_order import TTTPassPlan, build_ttt_pass_plan
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, round_to_bf16: bool) -> torch.Tensor:
@@ -105,6 +104,7 @@ class SequenceModelingBlock(LocalAttention):
             target_eps=config.ttt_target_eps,
             layer_norm_eps=config.layer_norm_eps,
             compile=compile,
+            kernel=config.ttt_kernel,
         )
         if config.ssm_layer == "ttt_linear":
             ttt: TTTBase = TTTLinear(dim, config.num_heads, **common)
