@@ -74,7 +74,7 @@ def dit_config_for_job(base: DiTConfig, cfg: JobConfig) -> DiTConfig:
         reverse_pairing=f.reverse_pairing,
         timestep_bf16=dtype_quirk(cfg, f.timestep_bf16),
         rope_bf16=dtype_quirk(cfg, f.rope_bf16),
-        **({"ttt_kernel": cfg.model.ttt_kernel} if hasattr(base, "ttt_kernel") else {}),
+        ttt_kernel=cfg.model.ttt_kernel,
     )
 
 
