@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from dit_references import cogvideox_reference, spec_inventory
 from safetensors.torch import load_file, save_file
 
 from ttt_video.models import (
@@ -51,69 +52,6 @@ def test_config_round_trip_and_errors():
     with pytest.raises(ValueError, match="unknown model preset"):
         build_config("13B")
     assert build_config("5B").head_dim == 64 and build_config("debug").head_dim == 64
-
-
-def spec_inventory(ssm: str) -> dict[str, tuple[int, ...]]:
-    """Spec 4.1 for layer 0 and the global parameters."""
-    shapes = {
-        "time_embed.0.weight": (512, 3072),
-        "time_embed.0.bias": (512,),
-        "time_embed.2.weight": (512, 512),
-        "time_embed.2.bias": (512,),
-        "patch_embedding.vid_proj.weight": (3072, 16, 2, 2),
-        "patch_embedding.vid_proj.bias": (3072,),
-        "patch_embedding.text_proj.weight": (3072, 4096),
-        "patch_embedding.text_proj.bias": (3072,),
-        "transformer_norm.weight": (3072,),
-        "transformer_norm.bias": (3072,),
-        "final_layer.adaLN_modulation.1.weight": (6144, 512),
-        "final_layer.adaLN_modulation.1.bias": (6144,),
-        "final_layer.norm.weight": (3072,),
-        "final_layer.norm.bias": (3072,),
-        "final_layer.linear.weight": (64, 3072),
-        "final_layer.linear.bias": (64,),
-    }
-    layer = {
-        "pre_seq_layernorm.weight": (3072,),
-        "pre_seq_layernorm.bias": (3072,),
-        "pre_seq_adaLN_modulation.1.weight": (18432, 512),
-        "pre_seq_adaLN_modulation.1.bias": (18432,),
-        "pre_mlp_layernorm.weight": (3072,),
-        "pre_mlp_layernorm.bias": (3072,),
-        "pre_mlp_adaLN_modulation.1.weight": (18432, 512),
-        "pre_mlp_adaLN_modulation.1.bias": (18432,),
-        "mlp.layer1.weight": (12288, 3072),
-        "mlp.layer1.bias": (12288,),
-        "mlp.layer2.weight": (3072, 12288),
-        "mlp.layer2.bias": (3072,),
-    }
-    for name in "qkvo":
-        layer[f"seq_modeling_block.{name}.weight"] = (3072, 3072)
-        layer[f"seq_modeling_block.{name}.bias"] = (3072,)
-    for name in ("q_norm", "k_norm"):
-        layer[f"seq_modeling_block.{name}.weight"] = (64,)
-        layer[f"seq_modeling_block.{name}.bias"] = (64,)
-    if ssm != "none":
-        ttt = "seq_modeling_block.ssm.ttt."
-        for name in ("wq", "wk", "wv", "wo"):
-            layer[f"{ttt}{name}.weight"] = (3072, 3072)
-            layer[f"{ttt}{name}.bias"] = (3072,)
-        layer[f"{ttt}post_norm.weight"] = (3072,)
-        layer[f"{ttt}post_norm.bias"] = (3072,)
-        layer[f"{ttt}learnable_ttt_lr_weight"] = (48, 1, 3072)
-        layer[f"{ttt}learnable_ttt_lr_bias"] = (48, 1)
-        layer[f"{ttt}ttt_norm_weight"] = (48, 64)
-        layer[f"{ttt}ttt_norm_bias"] = (48, 64)
-        if ssm == "ttt_linear":
-            layer[f"{ttt}W1"], layer[f"{ttt}b1"] = (48, 64, 64), (48, 1, 64)
-        else:
-            layer[f"{ttt}W1"], layer[f"{ttt}b1"] = (48, 64, 256), (48, 1, 256)
-            layer[f"{ttt}W2"], layer[f"{ttt}b2"] = (48, 256, 64), (48, 1, 64)
-        for direction in ("forward", "backward"):
-            for part in ("video", "text"):
-                layer[f"seq_modeling_block.{direction}_ssm_gating_{part}.gating_alpha"] = (3072,)
-    shapes.update({f"layers.0.{k}": v for k, v in layer.items()})
-    return shapes
 
 
 @pytest.mark.parametrize("ssm", ["none", "ttt_linear", "ttt_mlp"])
@@ -174,87 +112,8 @@ def test_init_is_seeded_and_init_ttt_touches_only_ttt():
 
 
 # ------------------------------------------------------------------------------------------------
-# equivalence with plain CogVideoX (ssm none, one segment) written independently
+# equivalence with plain CogVideoX (ssm none, one segment) written independently (dit_references.py)
 # ------------------------------------------------------------------------------------------------
-
-
-def cogvideox_reference(sd: dict[str, torch.Tensor], cfg: DiTConfig, latents, text, t) -> torch.Tensor:
-    """Full-attention CogVideoX blocks with 3-D RoPE, written from spec 4.2 - 4.4 and 13.1."""
-    D, H, eps = cfg.model_dim, cfg.num_heads, cfg.layer_norm_eps
-    d = D // H
-    B, T, C, Hl, Wl = latents.shape
-    h, w = Hl // 2, Wl // 2
-
-    def lin(x, name):
-        return F.linear(x, sd[f"{name}.weight"], sd[f"{name}.bias"])
-
-    def ln(x, name, size=D):
-        return F.layer_norm(x, (size,), sd[f"{name}.weight"], sd[f"{name}.bias"], eps)
-
-    half = D // 2
-    k = torch.arange(half, dtype=torch.float32)
-    args = t.float()[:, None] * torch.exp(-math.log(10000.0) * k / half)[None]
-    e0 = torch.cat([args.cos(), args.sin()], -1).double()
-    temb = lin(F.silu(lin(e0, "time_embed.0")), "time_embed.2")
-
-    frames = latents.reshape(B * T, C, Hl, Wl)
-    video = F.conv2d(
-        frames, sd["patch_embedding.vid_proj.weight"], sd["patch_embedding.vid_proj.bias"], stride=2
-    )
-    video = video.permute(0, 2, 3, 1).reshape(B, T * h * w, D)
-    txt = lin(text[:, 0], "patch_embedding.text_proj")
-    L = txt.shape[1]
-
-    # RoPE angles: pairs 0..d/8-1 time, then 3d/16 height, then 3d/16 width.
-    nt, nh = d // 8, 3 * d // 16
-    angle_rows = []
-    for ti in range(T):
-        for hi in range(h):
-            for wi in range(w):
-                row = [ti * 10000 ** (-m / nt) for m in range(nt)]
-                row += [hi * 10000 ** (-m / nh) for m in range(nh)]
-                row += [wi * 10000 ** (-m / nh) for m in range(nh)]
-                angle_rows.append(row)
-    rot = torch.polar(
-        torch.ones(T * h * w, d // 2, dtype=torch.float64), torch.tensor(angle_rows, dtype=torch.float64)
-    )
-
-    def rope(x):  # (B, N, H, d)
-        z = torch.view_as_complex(x.reshape(*x.shape[:-1], d // 2, 2).contiguous())
-        return torch.view_as_real(z * rot[:, None]).reshape(x.shape)
-
-    for i in range(cfg.num_layers):
-        p = f"layers.{i}."
-        mods = lin(F.silu(temb), p + "pre_seq_adaLN_modulation.1").chunk(6, 1)
-        x_v = ln(video, p + "pre_seq_layernorm") * (1 + mods[1][:, None]) + mods[0][:, None]
-        x_t = ln(txt, p + "pre_seq_layernorm") * (1 + mods[4][:, None]) + mods[3][:, None]
-        x = torch.cat([x_t, x_v], 1)
-        q = ln(lin(x, p + "seq_modeling_block.q").view(B, -1, H, d), p + "seq_modeling_block.q_norm", d)
-        kk = ln(lin(x, p + "seq_modeling_block.k").view(B, -1, H, d), p + "seq_modeling_block.k_norm", d)
-        v = lin(x, p + "seq_modeling_block.v").view(B, -1, H, d)
-        q = torch.cat([q[:, :L], rope(q[:, L:])], 1)
-        kk = torch.cat([kk[:, :L], rope(kk[:, L:])], 1)
-        att = torch.einsum("bqhd,bkhd->bhqk", q, kk).mul(d**-0.5).softmax(-1)
-        a = lin(torch.einsum("bhqk,bkhd->bqhd", att, v).reshape(B, -1, D), p + "seq_modeling_block.o")
-        txt = txt + mods[5][:, None] * a[:, :L]
-        video = video + mods[2][:, None] * a[:, L:]
-
-        mods = lin(F.silu(temb), p + "pre_mlp_adaLN_modulation.1").chunk(6, 1)
-        x_v = ln(video, p + "pre_mlp_layernorm") * (1 + mods[1][:, None]) + mods[0][:, None]
-        x_t = ln(txt, p + "pre_mlp_layernorm") * (1 + mods[4][:, None]) + mods[3][:, None]
-        m = lin(F.gelu(lin(torch.cat([x_t, x_v], 1), p + "mlp.layer1"), approximate="tanh"), p + "mlp.layer2")
-        txt = txt + mods[5][:, None] * m[:, :L]
-        video = video + mods[2][:, None] * m[:, L:]
-
-    shift, scale = lin(F.silu(temb), "final_layer.adaLN_modulation.1").chunk(2, 1)
-    out = ln(ln(video, "transformer_norm"), "final_layer.norm") * (1 + scale[:, None]) + shift[:, None]
-    out = lin(out, "final_layer.linear").view(B, T, h, w, -1)
-    result = torch.zeros(B, T, C, Hl, Wl, dtype=out.dtype)
-    for c in range(C):
-        for pi in range(2):
-            for qi in range(2):
-                result[:, :, c, pi::2, qi::2] = out[..., c * 4 + pi * 2 + qi]
-    return result
 
 
 def test_single_segment_without_ttt_equals_cogvideox():

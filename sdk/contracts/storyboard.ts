@@ -62,70 +62,60 @@ export function storyboardFormat(file: string): 'json' | 'jsonl' {
   )
 }
 
+function decodeText(input: Uint8Array | string, file?: string): string {
+  if (typeof input === 'string') return input
+  const decoded = decodeUtf8(input)
+  if ('text' in decoded) return decoded.text
+  const { line, column, badByte } = decoded
+  const message = `not valid UTF-8 (byte ${badByte}); save the file as UTF-8`
+  throw new StoryboardError([{ path: '', line, column, message }], file)
+}
+
+/** A .json storyboard: one array of videos. */
+function parseJsonFile(text: string, issues: InputIssue[]): Video[] {
+  const parsed = parseJson(text, 0, issues)
+  if (!parsed.ok) return []
+  if (!Array.isArray(parsed.value)) {
+    issues.push({
+      path: '',
+      message: 'a .json storyboard must be an array of videos (each an array of segments)',
+    })
+    return []
+  }
+  if (parsed.value.length === 0) issues.push({ path: '', message: 'the storyboard holds no video' })
+  return parsed.value.map((v, i) => checkVideo(v, i, issues))
+}
+
+/** A .jsonl storyboard: one video a line (blank lines are skipped); issues carry their line. */
+function parseJsonLinesFile(text: string, issues: InputIssue[]): Video[] {
+  const videos: Video[] = []
+  text.split('\n').forEach((line, lineIndex) => {
+    if (line.trim() === '') return
+    const parsed = parseJson(line, lineIndex, issues)
+    if (!parsed.ok) {
+      videos.push([])
+      return
+    }
+    const before = issues.length
+    videos.push(checkVideo(parsed.value, videos.length, issues))
+    for (const issue of issues.slice(before)) issue.line = lineIndex + 1
+  })
+  if (videos.length === 0 && issues.length === 0)
+    issues.push({ path: '', message: 'the storyboard holds no video' })
+  return videos
+}
+
 /** Parses storyboard bytes or text; every problem found is reported with its place. */
 export function parseStoryboards(
   input: Uint8Array | string,
   format: 'json' | 'jsonl',
   file?: string,
 ): Video[] {
-  let text: string
-  if (typeof input === 'string') {
-    text = input
-  } else {
-    const decoded = decodeUtf8(input)
-    if (!('text' in decoded)) {
-      throw new StoryboardError(
-        [
-          {
-            path: '',
-            line: decoded.line,
-            column: decoded.column,
-            message: `not valid UTF-8 (byte ${decoded.badByte}); save the file as UTF-8`,
-          },
-        ],
-        file,
-      )
-    }
-    text = decoded.text
-  }
+  const text = decodeText(input, file)
   if (text.trim() === '')
     throw new StoryboardError([{ path: '', message: 'the storyboard file is empty' }], file)
-
   const issues: InputIssue[] = []
-  const videos: Video[] = []
-  if (format === 'json') {
-    const parsed = parseJson(text, 0, issues)
-    if (parsed.ok) {
-      if (!Array.isArray(parsed.value)) {
-        issues.push({
-          path: '',
-          message: 'a .json storyboard must be an array of videos (each an array of segments)',
-        })
-      } else if (parsed.value.length === 0) {
-        issues.push({ path: '', message: 'the storyboard holds no video' })
-      } else {
-        parsed.value.forEach((v, i) => {
-          videos.push(checkVideo(v, i, issues))
-        })
-      }
-    }
-  } else {
-    const lines = text.split('\n')
-    lines.forEach((line, lineIndex) => {
-      if (line.trim() === '') return
-      const parsed = parseJson(line, lineIndex, issues)
-      if (parsed.ok) {
-        const before = issues.length
-        const video = checkVideo(parsed.value, videos.length, issues)
-        for (const issue of issues.slice(before)) issue.line = lineIndex + 1
-        videos.push(video)
-      } else {
-        videos.push([])
-      }
-    })
-    if (videos.length === 0 && issues.length === 0)
-      issues.push({ path: '', message: 'the storyboard holds no video' })
-  }
+  const videos = format === 'json' ? parseJsonFile(text, issues) : parseJsonLinesFile(text, issues)
   if (issues.length > 0) throw new StoryboardError(issues, file)
   return videos
 }

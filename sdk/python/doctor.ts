@@ -1,7 +1,7 @@
 import { statfsSync } from 'node:fs'
+import { TttVideoError } from '../errors.js'
 import { FfmpegNotFoundError } from '../video/errors.js'
 import { findFfmpeg } from '../video/ffmpeg.js'
-import { TttVideoError } from '../errors.js'
 import { getBridge } from './bridge/index.js'
 import { resolveVenvDir, venvExists, venvPython } from './paths.js'
 
@@ -76,7 +76,10 @@ function nodeFindings(): DoctorFinding[] {
  * The Python half, through the process's bridge (`ttt_video.doctor.doctor_report`). A Python that will
  * not start, dies, raises or hangs is a finding, not an error.
  */
-async function pythonReport(venvDir: string, setup: string): Promise<[PythonDoctorReport | null, DoctorFinding[]]> {
+async function pythonReport(
+  venvDir: string,
+  setup: string,
+): Promise<[PythonDoctorReport | null, DoctorFinding[]]> {
   if (!venvExists(venvDir)) return [null, [problem(`no Python environment at ${venvDir}`, setup)]]
   try {
     const bridge = await getBridge({ venvDir })
@@ -95,7 +98,10 @@ async function pythonReport(venvDir: string, setup: string): Promise<[PythonDoct
     return [report, [...findings, ...torchFindings(report, setup)]]
   } catch (e) {
     if (!(e instanceof TttVideoError)) throw e
-    return [null, [problem(`the Python environment at ${venvDir} is broken: ${e.message}`, `${setup} --force`)]]
+    return [
+      null,
+      [problem(`the Python environment at ${venvDir} is broken: ${e.message}`, `${setup} --force`)],
+    ]
   }
 }
 

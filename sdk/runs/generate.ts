@@ -79,30 +79,37 @@ function loadStoryboards(storyboards: Video[] | string): { videos: Video[]; file
   return { videos: validateStoryboards(storyboards) }
 }
 
-/** The config the user asked for (file or preset, overrides, --set), checked field by field first. */
-function requestedConfig(options: GenerateOptions): ConfigObject {
+/**
+ * The config the user asked for: `base` (the file, preset or config object) and `raw` (with the
+ * overrides and --set applied), checked field by field before anything else.
+ */
+function requestedConfig(options: GenerateOptions): { base: ConfigObject | undefined; raw: ConfigObject } {
   if (options.config !== undefined && options.preset !== undefined)
     throw new ConfigError([{ path: 'config', message: 'give either config or preset, not both' }])
   const file =
     typeof options.config === 'string' ? options.config : options.preset && presetFile(options.preset)
-  const fromFile = file ? readConfigFile(file) : (options.config as ConfigObject | undefined)
+  const base = file ? readConfigFile(file) : (options.config as ConfigObject | undefined)
   const fromSet = options.set && options.set.length > 0 ? parseSetArgs(options.set) : undefined
-  const raw = mergeConfigObjects(fromFile, options.overrides as ConfigObject | undefined, fromSet)
+  const raw = mergeConfigObjects(base, options.overrides as ConfigObject | undefined, fromSet)
   const issues = schemaIssues(raw)
   if (issues.length > 0) throw new ConfigError(issues, file)
   if (typeof options.config === 'string') raw.job = { ...(raw.job ?? {}), config_file: options.config }
-  return raw
+  return { base, raw }
 }
 
 /** The model: a bundle the user named, or the demo model (whose config then fills what is not given). */
-async function resolveModel(raw: ConfigObject, videos: Video[], options: GenerateOptions) {
+async function resolveModel(
+  { base, raw }: { base: ConfigObject | undefined; raw: ConfigObject },
+  videos: Video[],
+  options: GenerateOptions,
+) {
   const modelDir = options.model ?? (raw.checkpoint?.model_dir as string | null | undefined)
   if (modelDir !== undefined && modelDir !== null) {
     const bundle = resolve(modelDir)
     checkBundle(bundle)
     return { bundle, demo: false, base: raw }
   }
-  if (Object.keys(raw).length > 0 && (raw.model as { size?: string } | undefined)?.size !== 'tiny')
+  if (base !== undefined && (base.model as { size?: string } | undefined)?.size !== 'tiny')
     throw new WeightsNotFoundError(
       'no model bundle: pass a model (--model BUNDLE, or checkpoint.model_dir) for this config, or leave out the config to run the tiny demo model',
     )
@@ -132,8 +139,7 @@ export async function prepareGenerate(
 ): Promise<PreparedRun> {
   const { videos, file: storyboardFile } = loadStoryboards(storyboards)
   const layout = resolveLayout(options, newRunId())
-  const raw = requestedConfig(options)
-  const { bundle, demo, base } = await resolveModel(raw, videos, options)
+  const { bundle, demo, base } = await resolveModel(requestedConfig(options), videos, options)
   const seed = options.seed !== undefined ? { job: { seed: options.seed } } : undefined
   const merged = mergeConfigObjects(base, { checkpoint: { model_dir: bundle } }, seed)
   const config = validateConfig(fitDataParallel(merged, layout.worldSize), {

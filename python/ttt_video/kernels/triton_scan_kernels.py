@@ -180,7 +180,6 @@ def ttt_mlp_scan_kernel(
         k = tl.load(k_ptr + offset, mask=tile_mask, other=0.0)
         y = tl.load(y_ptr + offset, mask=tile_mask, other=0.0).to(tl.float32)
         eta = tl.load(eta_ptr + eta_base + offs_c * eta_stride_c, mask=c_mask, other=0.0).to(tl.float32)
-
         z1 = _matmul(k, w1.to(mm_dtype), INTERPRETED) + b1[None, :]
         x2, gelu_grad = _gelu_tanh_and_derivative(z1)
         z2 = _matmul(x2.to(mm_dtype), w2.to(mm_dtype), INTERPRETED) + b2[None, :]

@@ -148,3 +148,52 @@ class SequenceLayout:
 
     def window_start_frame(self, segment: int) -> int:
         return segment * self.frames_per_segment
+
+
+def _check_input_shapes(cfg: DiTConfig, latents: tuple, text: tuple, timesteps: tuple) -> None:
+    if len(latents) != 5:
+        raise ValueError(f"latents must be (B, T, C, H, W), got shape {tuple(latents)}")
+    if len(text) != 4:
+        raise ValueError(f"text must be (B, n, L, D_text), got shape {tuple(text)}")
+    batch, _, channels, height, width = latents
+    if channels != cfg.in_channels:
+        raise ValueError(
+            f"latents have {channels} channels but the model expects in_channels={cfg.in_channels}"
+        )
+    if height % cfg.patch_size or width % cfg.patch_size:
+        raise ValueError(f"latent size {height}x{width} is not divisible by patch_size={cfg.patch_size}")
+    if text[0] != batch or tuple(timesteps) != (batch,):
+        raise ValueError(f"batch sizes differ: latents {batch}, text {text[0]}, timesteps {tuple(timesteps)}")
+    if text[-1] != cfg.text_dim:
+        raise ValueError(
+            f"text embeddings have width {text[-1]} but the model expects text_dim={cfg.text_dim}"
+        )
+
+
+def layout_of_inputs(cfg: DiTConfig, latents: tuple, text: tuple, timesteps: tuple) -> SequenceLayout:
+    """The token layout of a forward call, from the shapes of its inputs, which are validated:
+    latents ``(B, T, C, H, W)``, text ``(B, n, L, D_text)``, timesteps ``(B,)``, T = 12n + 1."""
+    _check_input_shapes(cfg, latents, text, timesteps)
+    segments, text_length, frames = text[1], text[2], latents[1]
+    expected = cfg.frames_per_segment * segments + cfg.prefix_frames
+    if segments < 1 or text_length < 1 or frames != expected:
+        raise ValueError(
+            f"text has n={segments} segments of L={text_length} tokens and latents have T={frames} frames; "
+            f"T must equal {cfg.frames_per_segment}n+{cfg.prefix_frames} = {expected} (and n, L >= 1)"
+        )
+    layout = SequenceLayout(
+        num_segments=segments,
+        text_length=text_length,
+        num_frames=frames,
+        grid_height=latents[3] // cfg.patch_size,
+        grid_width=latents[4] // cfg.patch_size,
+        frames_per_segment=cfg.frames_per_segment,
+        prefix_frames=cfg.prefix_frames,
+    )
+    if cfg.has_ttt and layout.num_tokens % cfg.mini_batch_size:
+        raise ValueError(
+            f"TTT sequence length n*L + T*tokens_per_frame = {segments}*{text_length} + "
+            f"{frames}*{layout.tokens_per_frame} = {layout.num_tokens} is not a multiple of "
+            f"mini_batch_size={cfg.mini_batch_size}; choose the text length L accordingly"
+        )
+    return layout

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionPlan, LocalAttention, build_attention_plan
-from .config import DiTConfig, SequenceLayout
+from .config import DiTConfig, SequenceLayout, layout_of_inputs
 from .ttt import (
     TTTMLP,
     TanhGate,
@@ -304,50 +304,8 @@ class TTTVideoDiT(nn.Module):
     def layout_for(
         self, latents: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor
     ) -> SequenceLayout:
-        """Validate the input shapes and derive the token layout."""
-        cfg = self.config
-        if latents.ndim != 5:
-            raise ValueError(f"latents must be (B, T, C, H, W), got shape {tuple(latents.shape)}")
-        if text.ndim != 4:
-            raise ValueError(f"text must be (B, n, L, D_text), got shape {tuple(text.shape)}")
-        batch, frames, channels, height, width = latents.shape
-        if channels != cfg.in_channels:
-            raise ValueError(
-                f"latents have {channels} channels but the model expects in_channels={cfg.in_channels}"
-            )
-        if height % cfg.patch_size or width % cfg.patch_size:
-            raise ValueError(f"latent size {height}x{width} is not divisible by patch_size={cfg.patch_size}")
-        if text.shape[0] != batch or timesteps.shape != (batch,):
-            raise ValueError(
-                f"batch sizes differ: latents {batch}, text {text.shape[0]}, timesteps {tuple(timesteps.shape)}"
-            )
-        if text.shape[-1] != cfg.text_dim:
-            raise ValueError(
-                f"text embeddings have width {text.shape[-1]} but the model expects text_dim={cfg.text_dim}"
-            )
-        segments, text_length = text.shape[1], text.shape[2]
-        expected = cfg.frames_per_segment * segments + cfg.prefix_frames
-        if segments < 1 or text_length < 1 or frames != expected:
-            raise ValueError(
-                f"text has n={segments} segments of L={text_length} tokens and latents have T={frames} frames; "
-                f"T must equal {cfg.frames_per_segment}n+{cfg.prefix_frames} = {expected} (and n, L >= 1)"
-            )
-        layout = SequenceLayout(
-            num_segments=segments,
-            text_length=text_length,
-            num_frames=frames,
-            grid_height=height // cfg.patch_size,
-            grid_width=width // cfg.patch_size,
-            frames_per_segment=cfg.frames_per_segment,
-            prefix_frames=cfg.prefix_frames,
-        )
-        if cfg.has_ttt and layout.num_tokens % cfg.mini_batch_size:
-            raise ValueError(
-                f"TTT sequence length n*L + T*tokens_per_frame = {segments}*{text_length} + "
-                f"{frames}*{layout.tokens_per_frame} = {layout.num_tokens} is not a multiple of "
-                f"mini_batch_size={cfg.mini_batch_size}; choose the text length L accordingly"
-            )
-        return layout
+        """Validate the input shapes and derive the token layout (``layout_of_inputs``)."""
+        return layout_of_inputs(self.config, latents.shape, text.shape, timesteps.shape)
 
     def sequence_plan(self, layout: SequenceLayout, device: torch.device, dtype: torch.dtype) -> SequencePlan:
         """Index tensors and RoPE tables for ``layout``, cached per layout, device and dtype."""
