@@ -19,7 +19,7 @@ def outcome(case: dict) -> dict:
             return {"text": format_number(case["number"])}
         if "set" in case:
             return {"ok": True, "value": parse_set_args(case["set"])}
-        validate_config(case["raw"], RuleOptions(world_size=case.get("world_size")))
+        validate_config(case["raw"], RuleOptions(world_size=case.get("world_size"), run_kind=case.get("run_kind")))
         return {"ok": True}
     except ConfigError as e:
         return {"ok": False, "issues": [{"path": i.path, "message": i.message} for i in e.issues]}

@@ -64,6 +64,10 @@ const RULE_EDGES: [SectionName, string, () => unknown][] = [
   ['parallelism', 'dp_replicate', () => pick([1, 2, 4])],
   ['parallelism', 'cfg_parallel', () => pick([1, 2])],
   ['remat', 'shard_transformer_inputs', () => pick([true, false])],
+  ['training', 'global_batch_size', () => pick([1, 2, 3, 4, 6, 8, 64])],
+  ['training', 'grad_accum_steps', () => pick([1, 2, 3, 4])],
+  ['training', 'warmup_steps', () => pick([0, 10, 100, 6000])],
+  ['training', 'dataset_path', () => pick([null, 'data'])],
 ]
 
 function ruleCase(): ConfigObject {
@@ -97,16 +101,18 @@ function shapeCase(): unknown {
 interface Case {
   raw?: unknown
   world_size?: number | null
+  run_kind?: string | null
   set?: string[]
   number?: number
 }
 
 function cases(): Case[] {
   const out: Case[] = []
-  for (let i = 0; i < 1200; i++) {
+  for (let i = 0; i < 1500; i++) {
     const kind = rand()
     const raw = kind < 0.55 ? ruleCase() : kind < 0.95 ? fieldCase() : shapeCase()
-    out.push({ raw, world_size: rand() < 0.3 ? pick([1, 2, 3, 4, 6, 8, 16]) : null })
+    const runKind = rand() < 0.3 ? 'train' : null
+    out.push({ raw, world_size: rand() < 0.3 ? pick([1, 2, 3, 4, 6, 8, 16]) : null, run_kind: runKind })
   }
   const texts = [
     '0',
@@ -138,7 +144,10 @@ function tsOutcome(c: Case): unknown {
   try {
     if (c.number !== undefined) return { text: formatNumber(c.number) }
     if (c.set) return { ok: true, value: parseSetArgs(c.set) }
-    validateConfig(c.raw, c.world_size ? { worldSize: c.world_size } : {})
+    validateConfig(c.raw, {
+      ...(c.world_size ? { worldSize: c.world_size } : {}),
+      ...(c.run_kind ? { runKind: c.run_kind } : {}),
+    })
     return { ok: true }
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e
@@ -147,7 +156,7 @@ function tsOutcome(c: Case): unknown {
 }
 
 describe('the TypeScript and Python validators agree', () => {
-  it('on 1,500 generated configs, --set texts and numbers: verdict, field paths and messages', async () => {
+  it('on 1,800 generated configs, --set texts and numbers: verdict, field paths and messages', async () => {
     const all = cases()
     const file = join(mkdtempSync(join(tmpdir(), 'ttt-differential-')), 'cases.jsonl')
     writeFileSync(file, all.map((c) => `${JSON.stringify(c)}\n`).join(''))

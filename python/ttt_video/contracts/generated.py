@@ -56,6 +56,7 @@ class CheckpointSection:
     init_state_dir: str | None
     model_dir: str | None
     interval: int
+    keep: int
     resume: bool
     resume_step: int
     timeout_minutes: int
@@ -292,6 +293,7 @@ FIELD_SCHEMAS = {
         },
         "dataset_path": {
             "default": None,
+            "description": "The dataset folder of `ttt-video prepare` (or the root of the JSONL paths)",
             "anyOf": [
                 {
                     "type": "string",
@@ -304,6 +306,7 @@ FIELD_SCHEMAS = {
         },
         "jsonl_paths": {
             "default": None,
+            "description": "The manifest (default: <dataset_path>/manifest.jsonl)",
             "anyOf": [
                 {
                     "type": "string",
@@ -418,6 +421,14 @@ FIELD_SCHEMAS = {
         },
         "interval": {
             "default": 0,
+            "description": "Save every N optimiser steps (0: only at the end)",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 9007199254740991,
+        },
+        "keep": {
+            "default": 0,
+            "description": "Complete checkpoints kept, newest first (0: all) (project field)",
             "type": "integer",
             "minimum": 0,
             "maximum": 9007199254740991,
@@ -1001,6 +1012,78 @@ RULES = [
                 "dp_replicate x dp_sharding x tp_sharding x cfg_parallel = {parallelism.dp_replicate} x {parallelism.dp_sharding} x {parallelism.tp_sharding} x {parallelism.cfg_parallel} = {@mesh_size}, but the run has {$world_size} processes; launch a multiple of {others} processes, or change the mesh so they agree",
             ],
         ],
+    },
+    {
+        "id": "training-needs-data",
+        "path": "training.dataset_path",
+        "when": ["eq", ["ref", "$run_kind"], "train"],
+        "require": ["defined", ["ref", "training.dataset_path"]],
+        "message": "is needed to train: the folder that `ttt-video prepare` wrote (--data DATASET)",
+    },
+    {
+        "id": "batch-divides-over-data-parallel-ranks",
+        "path": "training.global_batch_size",
+        "when": ["eq", ["ref", "$run_kind"], "train"],
+        "let": [
+            [
+                "dp",
+                ["mul", ["ref", "parallelism.dp_replicate"], ["ref", "parallelism.dp_sharding"]],
+            ],
+        ],
+        "require": ["eq", ["mod", ["ref", "training.global_batch_size"], ["ref", "dp"]], 0],
+        "message": [
+            "format",
+            "is {training.global_batch_size}, which the {dp} data-parallel ranks (dp_replicate x dp_sharding) do not share evenly; use a multiple of {dp}",
+        ],
+    },
+    {
+        "id": "accumulation-divides-local-batch",
+        "path": "training.grad_accum_steps",
+        "when": [
+            "and",
+            ["eq", ["ref", "$run_kind"], "train"],
+            [
+                "eq",
+                [
+                    "mod",
+                    ["ref", "training.global_batch_size"],
+                    ["mul", ["ref", "parallelism.dp_replicate"], ["ref", "parallelism.dp_sharding"]],
+                ],
+                0,
+            ],
+        ],
+        "let": [
+            [
+                "local",
+                [
+                    "floordiv",
+                    ["ref", "training.global_batch_size"],
+                    ["mul", ["ref", "parallelism.dp_replicate"], ["ref", "parallelism.dp_sharding"]],
+                ],
+            ],
+        ],
+        "require": ["eq", ["mod", ["ref", "local"], ["ref", "training.grad_accum_steps"]], 0],
+        "message": [
+            "format",
+            "is {training.grad_accum_steps}, which does not divide the local batch of {local} samples per rank (training.global_batch_size / data-parallel ranks)",
+        ],
+    },
+    {
+        "id": "warmup-within-steps",
+        "path": "training.warmup_steps",
+        "when": ["eq", ["ref", "$run_kind"], "train"],
+        "require": ["le", ["ref", "training.warmup_steps"], ["ref", "training.steps"]],
+        "message": [
+            "format",
+            "is {training.warmup_steps}, more than training.steps ({training.steps})",
+        ],
+    },
+    {
+        "id": "no-cfg-parallel-in-training",
+        "path": "parallelism.cfg_parallel",
+        "when": ["eq", ["ref", "$run_kind"], "train"],
+        "require": ["eq", ["ref", "parallelism.cfg_parallel"], 1],
+        "message": "must be 1 for training (CFG-parallel splits the two guidance branches of sampling)",
     },
 ]
 

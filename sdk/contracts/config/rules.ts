@@ -9,6 +9,7 @@ import {
   ge,
   gt,
   iff,
+  le,
   mod,
   mul,
   ne,
@@ -46,6 +47,8 @@ const L = ref('eval.txt_maxlen')
 const MB = ref('model.mini_batch_size')
 const TP = ref('parallelism.tp_sharding')
 const max = op('max')
+const training = eq(ref('$run_kind'), 'train')
+const DP = mul(ref('parallelism.dp_replicate'), ref('parallelism.dp_sharding'))
 const lookup = op('lookup')
 
 /** Values computed from a config; `segmentCount` and friends in validate.ts evaluate these. */
@@ -123,6 +126,7 @@ export const RULES: readonly Rule[] = [
       'needs parallelism.tp_sharding > 1 (it shards saved layer inputs over the tensor-parallel group)',
   },
   meshRule(),
+  ...trainingRules(),
 ]
 
 function tttSequenceRule(): Rule {
@@ -167,4 +171,51 @@ function meshRule(): Rule {
       format(`${head}launch a multiple of {others} processes, or change the mesh so they agree`),
     ),
   }
+}
+
+/** Rules of training runs only ($run_kind = "train"). */
+function trainingRules(): Rule[] {
+  return [
+    {
+      id: 'training-needs-data',
+      path: 'training.dataset_path',
+      when: training,
+      require: defined(ref('training.dataset_path')),
+      message: 'is needed to train: the folder that `ttt-video prepare` wrote (--data DATASET)',
+    },
+    {
+      id: 'batch-divides-over-data-parallel-ranks',
+      path: 'training.global_batch_size',
+      when: training,
+      let: [['dp', DP]],
+      require: eq(mod(ref('training.global_batch_size'), ref('dp')), 0),
+      message: format(
+        'is {training.global_batch_size}, which the {dp} data-parallel ranks (dp_replicate x dp_sharding) do not share evenly; use a multiple of {dp}',
+      ),
+    },
+    {
+      id: 'accumulation-divides-local-batch',
+      path: 'training.grad_accum_steps',
+      when: and(training, eq(mod(ref('training.global_batch_size'), DP), 0)),
+      let: [['local', floordiv(ref('training.global_batch_size'), DP)]],
+      require: eq(mod(ref('local'), ref('training.grad_accum_steps')), 0),
+      message: format(
+        'is {training.grad_accum_steps}, which does not divide the local batch of {local} samples per rank (training.global_batch_size / data-parallel ranks)',
+      ),
+    },
+    {
+      id: 'warmup-within-steps',
+      path: 'training.warmup_steps',
+      when: training,
+      require: le(ref('training.warmup_steps'), ref('training.steps')),
+      message: format('is {training.warmup_steps}, more than training.steps ({training.steps})'),
+    },
+    {
+      id: 'no-cfg-parallel-in-training',
+      path: 'parallelism.cfg_parallel',
+      when: training,
+      require: eq(ref('parallelism.cfg_parallel'), 1),
+      message: 'must be 1 for training (CFG-parallel splits the two guidance branches of sampling)',
+    },
+  ]
 }

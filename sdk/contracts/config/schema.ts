@@ -68,8 +68,10 @@ export const TrainingSection = z.strictObject({
     .describe(
       'Trainable parameters: sft = all, qkvo = attention + TTT, ttt = TTT layers and gates; null = sft',
     ),
-  dataset_path: optionalPath(),
-  jsonl_paths: optionalPath(),
+  dataset_path: optionalPath().describe(
+    'The dataset folder of `ttt-video prepare` (or the root of the JSONL paths)',
+  ),
+  jsonl_paths: optionalPath().describe('The manifest (default: <dataset_path>/manifest.jsonl)'),
   global_batch_size: positiveInt().default(8),
   grad_accum_steps: positiveInt().default(1),
   warmup_steps: nonNegativeInt().default(50),
@@ -98,7 +100,10 @@ export const CheckpointSection = z.strictObject({
   model_dir: optionalPath().describe(
     'Model bundle folder (transformer/, vae/, text_encoder/, tokenizer/) (project field)',
   ),
-  interval: nonNegativeInt().default(0),
+  interval: nonNegativeInt().default(0).describe('Save every N optimiser steps (0: only at the end)'),
+  keep: nonNegativeInt()
+    .default(0)
+    .describe('Complete checkpoints kept, newest first (0: all) (project field)'),
   resume: z.boolean().default(false),
   resume_step: int().min(-1).default(-1),
   timeout_minutes: nonNegativeInt().default(0),
