@@ -5,6 +5,7 @@ import { configToToml, readConfigFile } from '../contracts/config/load.js'
 import { type ConfigObject, mergeConfigObjects, parseSetArgs } from '../contracts/config/overrides.js'
 import { type JobConfig, type JobConfigInput, JobConfigSchema } from '../contracts/config/schema.js'
 import { schemaIssues, segmentCount, validateConfig } from '../contracts/config/validate.js'
+import type { RunProgress } from '../contracts/fold.js'
 import type { EvalPreset } from '../contracts/presets.gen.js'
 import { checkResumable, RUN_FILES } from '../contracts/run-dir.js'
 import {
@@ -14,19 +15,14 @@ import {
   validateStoryboards,
 } from '../contracts/storyboard.js'
 import { CancelledError, ConfigError, WeightsNotFoundError } from '../errors.js'
-import {
-  type ProcessLayout,
-  pythonCommand,
-  type ResolvedLayout,
-  resolveLayout,
-  runEnvironment,
-} from '../launch/command.js'
-import { type LogLine, type Run, startRun } from '../launch/run.js'
-import { venvPythonFor } from '../python/paths.js'
+import { type ProcessLayout, type ResolvedLayout, resolveLayout } from '../launch/command.js'
+import type { LogLine, Run } from '../launch/run.js'
 import { demoBundle, demoBundlePath, demoConfig } from './demo.js'
+import { launchOptions, launchRun } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { presetFile } from './presets.js'
 import { collectVideos, type GenerateResult } from './results.js'
+import type { SlurmOptions } from './slurm.js'
 
 /** A partial config: every section optional, every field optional and of its own type. */
 export type ConfigOverrides = { [S in keyof JobConfigInput]?: Partial<Exclude<JobConfigInput[S], undefined>> }
@@ -59,6 +55,8 @@ export interface GenerateOptions extends ProcessLayout {
   env?: Record<string, string>
   /** Resolve and validate only: write nothing, build nothing (the demo bundle's path is still given). */
   dryRun?: boolean
+  /** Submit the run to Slurm (sbatch) instead of starting processes here; see docs/training.md. */
+  slurm?: SlurmOptions
 }
 
 /** Everything a run needs, resolved and validated; no process has started yet. */
@@ -66,7 +64,8 @@ export interface PreparedRun {
   config: JobConfig
   videos: Video[]
   layout: ResolvedLayout
-  command: string[]
+  /** The `python -m ttt_video` arguments of the run. */
+  entry: string[]
   runDir: string
   demo: boolean
 }
@@ -153,8 +152,7 @@ export async function prepareGenerate(
     options.runDir ?? join(options.outputDir ?? config.eval.output_dir, config.job.exp_name, layout.rdzvId),
   )
   if (!options.dryRun) writeRunDirectory(runDir, config, videos, options.runDir ? 'runDir' : 'outputDir')
-  const command = pythonCommand(venvPythonFor(options.venvDir), ['sample', '--run-dir', runDir], layout)
-  return { config, videos, layout, command, runDir, demo }
+  return { config, videos, layout, entry: ['sample', '--run-dir', runDir], runDir, demo }
 }
 
 function writeRunDirectory(runDir: string, config: JobConfig, videos: Video[], option: string): void {
@@ -175,14 +173,10 @@ export async function generate(
 ): Promise<Run<GenerateResult>> {
   if (options.signal?.aborted) throw new CancelledError('aborted before the run started')
   const prepared = await prepareGenerate(storyboards, options)
-  return startRun({
-    kind: 'sample',
-    command: prepared.command,
-    runDir: prepared.runDir,
-    collect: (progress, runDir, seconds) => collectVideos(progress, runDir, prepared.videos.length, seconds),
-    env: runEnvironment(options.env),
-    cwd: process.cwd(),
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.onLog ? { onLog: options.onLog } : {}),
-  })
+  const collect = (progress: RunProgress, runDir: string, seconds: number) =>
+    collectVideos(progress, runDir, prepared.videos.length, seconds)
+  return launchRun(
+    { kind: 'sample', entry: prepared.entry, runDir: prepared.runDir, collect },
+    launchOptions(options, prepared.layout),
+  )
 }
