@@ -149,7 +149,8 @@ export async function cmdProbe(positionals: string[], values: Flags): Promise<nu
       ? JSON.stringify(info, null, 2)
       : `${info.file}: ${info.codec} ${info.width}x${info.height} ${info.pixelFormat}, ${info.frames} frames at ${info.fps} fps (${info.duration.toFixed(3)} s)`,
   )
-  return 0
+  for (const warning of info.warnings) err(`warning: ${warning}\n`)
+  return info.warnings.length ? 1 : 0
 }
 
 export async function cmdPreview(positionals: string[], values: Flags): Promise<number> {
