@@ -157,11 +157,13 @@ export async function cmdPreview(positionals: string[], values: Flags): Promise<
   if (positionals.length !== 1) throw new UsageError('preview needs one FILE')
   const format = (values.format as string | undefined) ?? 'gif'
   if (format !== 'gif' && format !== 'webm') throw new UsageError('--format must be gif or webm')
-  const width = int(values.width, 'width')
+  const width = values.width === undefined ? undefined : Number(values.width)
+  if (width !== undefined && !(Number.isInteger(width) && width >= 1))
+    throw new UsageError(`--width must be a positive integer (pixels), got "${values.width}"`)
   out(
     await preview(positionals[0]!, {
       format,
-      ...(width ? { width } : {}),
+      ...(width !== undefined ? { width } : {}),
       ...(values.out ? { out: values.out as string } : {}),
     }),
   )

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import ffmpeg from 'fluent-ffmpeg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { cmdProbe } from '../../sdk/cli/commands.js'
+import { cmdPreview, cmdProbe, UsageError } from '../../sdk/cli/commands.js'
 import { closeBridge } from '../../sdk/runtime/bridge.js'
 import { runFfmpeg, runFluent, writeAtomically } from '../../sdk/video/ffmpeg.js'
 import {
@@ -215,6 +215,41 @@ describe('previews', () => {
       warnings: [],
     })
     expect(leftovers(tmp)).toEqual([])
+  })
+
+  it('never upscales by default: the source width, at most 320', async () => {
+    const small = await makeVideo(join(tmp, 'small96.mp4'), 8, '96x64')
+    const gif = await preview(small, { out: join(tmp, 'small96.gif') })
+    expect(await probe(gif)).toMatchObject({ width: 96, height: 64, frames: 8 })
+    const webm = await preview(small, { format: 'webm', out: join(tmp, 'small96.webm') })
+    expect(await probe(webm)).toMatchObject({ width: 96, height: 64, frames: 8 })
+    const large = await makeVideo(join(tmp, 'large.mp4'), 2, '640x360')
+    expect(await probe(await preview(large))).toMatchObject({ width: 320, height: 180, frames: 2 })
+    // Asked for: an explicit width may upscale.
+    expect(await probe(await preview(small, { width: 128, out: join(tmp, 'up.gif') }))).toMatchObject({
+      width: 128,
+      height: 85,
+    })
+  })
+
+  it('rejects a width that is not a positive integer, in the API and the CLI', async () => {
+    for (const width of [0, -32, 1.5, Number.NaN]) {
+      const out = join(tmp, `w${width}.gif`)
+      await expect(preview(clip49, { width, out })).rejects.toThrow(
+        new RegExp(`preview width must be a positive integer, got ${width}`),
+      )
+      expect(existsSync(out)).toBe(false)
+    }
+    await expect(preview(clip49, { width: 0 })).rejects.toBeInstanceOf(VideoInputError)
+    for (const width of ['0', '-32', '1.5', '', 'abc']) {
+      await expect(cmdPreview([clip49], { width, out: join(tmp, 'cli.gif') })).rejects.toThrow(
+        new UsageError(`--width must be a positive integer (pixels), got "${width}"`),
+      )
+    }
+    expect(existsSync(join(tmp, 'cli.gif'))).toBe(false)
+    const cli = await captured(() => cmdPreview([clip49], { width: '16', out: join(tmp, 'cli.gif') }))
+    expect(cli).toMatchObject({ code: 0, stdout: `${join(tmp, 'cli.gif')}\n` })
+    expect(await probe(join(tmp, 'cli.gif'))).toMatchObject({ width: 16, height: 12 })
   })
 
   it('writes a poster PNG', async () => {
