@@ -140,8 +140,7 @@ describe('probe', () => {
     expect(info.containerDuration).toBeCloseTo(3.0625, 3)
     expect(info.warnings).toEqual([])
     const cli = await captured(() => cmdProbe([clip49], {}))
-    expect(cli).toMatchObject({ code: 0, stderr: '' })
-    expect(cli.stdout).toContain('49 frames at 16 fps (3.063 s)')
+    expect(cli).toMatchObject({ code: 0, stdout: expect.stringContaining('49 frames at 16 fps'), stderr: '' })
   })
 
   it('fails with a typed error on a missing or broken file', async () => {
@@ -206,14 +205,8 @@ describe('previews', () => {
     expect(gif).toBe(join(tmp, 'clip49.preview.gif'))
     expect(await probe(gif)).toMatchObject({ codec: 'gif', width: 32, height: 24, frames: 49, warnings: [] })
     const webm = await preview(clip49, { format: 'webm', width: 32, out: join(tmp, 'p.webm') })
-    expect(await probe(webm)).toMatchObject({
-      codec: 'vp9',
-      width: 32,
-      height: 24,
-      frames: 49,
-      fps: 16,
-      warnings: [],
-    })
+    const vp9 = { codec: 'vp9', width: 32, height: 24, frames: 49, fps: 16, warnings: [] }
+    expect(await probe(webm)).toMatchObject(vp9)
     expect(leftovers(tmp)).toEqual([])
   })
 
