@@ -22,7 +22,7 @@ import { launchOptions, launchRun } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { presetFile } from './presets.js'
 import { collectVideos, type GenerateResult } from './results.js'
-import type { SlurmOptions } from './slurm.js'
+import { type SlurmOptions, slurmLayout } from './slurm.js'
 
 /** A partial config: every section optional, every field optional and of its own type. */
 export type ConfigOverrides = { [S in keyof JobConfigInput]?: Partial<Exclude<JobConfigInput[S], undefined>> }
@@ -137,7 +137,7 @@ export async function prepareGenerate(
   options: GenerateOptions = {},
 ): Promise<PreparedRun> {
   const { videos, file: storyboardFile } = loadStoryboards(storyboards)
-  const layout = resolveLayout(options, newRunId())
+  const layout = options.slurm ? slurmLayout(options.slurm) : resolveLayout(options, newRunId())
   const { bundle, demo, base } = await resolveModel(requestedConfig(options), videos, options)
   const seed = options.seed !== undefined ? { job: { seed: options.seed } } : undefined
   const merged = mergeConfigObjects(base, { checkpoint: { model_dir: bundle } }, seed)

@@ -2,6 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { ConfigError } from '../errors.js'
+import type { ResolvedLayout } from '../launch/command.js'
 import { quote } from '../launch/quote.js'
 
 // Runs on a Slurm cluster: one sbatch job, one task per node, each task running torchrun (through
@@ -123,4 +124,19 @@ export async function scancel(
   env?: Record<string, string>,
 ): Promise<void> {
   await execa(join(options.bin ?? '', 'scancel'), [jobId], { reject: false, ...(env ? { env } : {}) })
+}
+
+/** The process layout of a Slurm launch (the rendezvous is made in the job; its id is the job id). */
+export function slurmLayout(options: SlurmOptions): ResolvedLayout {
+  check(options)
+  const nnodes = options.nodes ?? 1
+  const nprocPerNode = options.gpusPerNode ?? 1
+  return {
+    nprocPerNode,
+    nnodes,
+    nodeRank: 0,
+    rdzvEndpoint: undefined,
+    rdzvId: `slurm-${Date.now()}`,
+    worldSize: nnodes * nprocPerNode,
+  }
 }
