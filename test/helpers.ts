@@ -3,6 +3,8 @@ import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
+/** A one-video, one-segment storyboard of the shipped examples (3 s: the quickest run). */
+export const READY_STORYBOARD = join(ROOT, 'examples', 'storyboards', 'puppy-3s.jsonl')
 
 export function readVector<T>(name: string): T {
   return JSON.parse(readFileSync(join(ROOT, 'test', 'vectors', name), 'utf8')) as T

@@ -160,7 +160,7 @@ def load_models(cfg: JobConfig, device: torch.device, emit: Emit, mesh: Any = No
         _require_dir(bundle, "the model bundle (checkpoint.model_dir)", CONVERT_HINT)
     with _loading(emit, "transformer"):
         dit = load_dit(cfg, bundle, device, mesh).eval().requires_grad_(False)
-        check_finite_parameters(dit, str(bundle or cfg.checkpoint.init_state_dir))
+        check_finite_parameters(dit, str(cfg.checkpoint.init_state_dir or bundle / "transformer"))
     with _loading(emit, "vae"):
         vae = load_vae(cfg, bundle, device).eval().requires_grad_(False)
     with _loading(emit, "text_encoder"):
