@@ -38,9 +38,19 @@ function start(c: SignalCase, out: string): { run: ResultPromise; cliPid: () => 
   return { run, cliPid: () => descendants(run.pid!).find((pid) => pid !== run.pid) }
 }
 
-async function firstStep(run: ResultPromise): Promise<void> {
-  for await (const line of run.iterable()) if (String(line).includes('"type":"step"')) return
-  throw new Error('the run ended before its first step')
+/** Resolves once the CLI's --json output has shown a sampling step (the output keeps flowing). */
+function firstStep(run: ResultPromise): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let text = ''
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString()
+      if (!text.includes('"type":"step"')) return
+      run.stdout?.off('data', onData)
+      resolve()
+    }
+    run.stdout?.on('data', onData)
+    void run.then(() => reject(new Error(`the run ended before its first step:\n${text}`)))
+  })
 }
 
 async function gone(pids: number[], ms: number): Promise<number[]> {
