@@ -6,7 +6,6 @@ import shutil
 import struct
 
 import pytest
-import torch
 from conftest import ROOT, read_cases
 from safetensors.torch import load_file, save_file
 

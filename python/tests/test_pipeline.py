@@ -230,3 +230,33 @@ def test_job_config_reaches_the_loaded_model(tiny_bundle, tmp_path):
     assert models.dit.config.mini_batch_size == 8 and models.dit.config.reverse_pairing == "aligned"
     assert models.dit.config.timestep_bf16 is False
     assert (ttt.mini_batch_size, ttt.base_lr) == (8, 0.5)
+
+
+def test_the_research_command_line_creates_and_resumes_its_run_directory(tmp_path, tiny_bundle, capsys):
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps([[{"text": "a cat sleeps"}]]))
+    config = str(ROOT / "configs" / "eval" / "tiny" / "3s.toml")
+    argv = ["sample", "--job.config_file", config, f"--checkpoint.model_dir={tiny_bundle}", "--eval.input_file",
+            str(board), f"--eval.output_dir={tmp_path / 'out'}", "--eval.num_denoising_steps=2", "--job.exp_name",
+            "research"]  # fmt: skip
+    assert main(argv) == 0
+    [run] = list((tmp_path / "out" / "research").iterdir())
+    assert "num_denoising_steps = 2" in (run / "config.toml").read_text()
+    assert json.loads((run / "storyboards.jsonl").read_text()) == [{"text": "a cat sleeps"}]
+    assert (run / "video-0" / "video.mp4").is_file()
+    # the same command with --run-dir resumes: the finished video is skipped
+    assert main([*argv, "--run-dir", str(run)]) == 0
+    assert [e["video"] for e in events_of(run) if e["type"] == "video.skipped"] == [0]
+    # another storyboard into the same run directory is refused, and the folder keeps describing its video
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([[{"text": "a dog runs"}]]))
+    assert main([*argv[:4], "--eval.input_file", str(other), *argv[6:], "--run-dir", str(run)]) == 1
+    error = events_of(run)[-1]
+    assert error["code"] == "CONFIG" and "holds other inputs" in error["message"]
+    assert json.loads((run / "storyboards.jsonl").read_text()) == [{"text": "a cat sleeps"}]
+    # a mistyped flag is a typed error that names the field
+    assert main(["sample", "--job.config_file", config, "--eval.num_denoising_step=2"]) == 2
+    assert (
+        "unknown field eval.num_denoising_step; did you mean eval.num_denoising_steps?"
+        in capsys.readouterr().err
+    )

@@ -132,7 +132,7 @@ describe('bad inputs end quickly with a clear error (the new-user trial)', () =>
     expect(r.exitCode).toBe(0) // --dry-run writes nothing
     expect(real.exitCode).toBe(1)
     expect(real.stderr).toMatch(
-      /cannot create \/proc\/x\/y: .* at \/proc\/x .*; choose a folder you can write to/,
+      /cannot create \/proc\/x\/y\/\S*: .* at \/proc\/x .*; choose a folder you can write to/,
     )
   })
 
