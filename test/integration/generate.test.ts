@@ -175,11 +175,15 @@ describe('generate()', () => {
     await (await generate(a, { runDir, overrides: fast(2) })).result
     const config = readFileSync(join(runDir, 'config.toml'), 'utf8')
     const other = [[{ text: 'another storyboard' }]]
-    await expect(generate(other, { runDir, overrides: fast(2) })).rejects.toThrow(/storyboards of video 0 differ/)
+    await expect(generate(other, { runDir, overrides: fast(2) })).rejects.toThrow(
+      /storyboards of video 0 differ/,
+    )
     await expect(generate(a, { runDir, overrides: fast(3) })).rejects.toThrow(
       /eval.num_denoising_steps is 2 there and 3 now/,
     )
-    await expect(generate(a, { runDir, overrides: fast(2), seed: 7 })).rejects.toThrow(/job.seed is 42 there and 7 now/)
+    await expect(generate(a, { runDir, overrides: fast(2), seed: 7 })).rejects.toThrow(
+      /job.seed is 42 there and 7 now/,
+    )
     expect(readFileSync(join(runDir, 'config.toml'), 'utf8')).toBe(config)
     const again = await collect(await generate(a, { runDir, overrides: fast(2) }))
     expect(again.filter((e) => e.type === 'video.skipped').map((e) => e.video)).toEqual([0])
