@@ -135,17 +135,20 @@ def _check_clip(
         issues.append(Issue("clip", f"must be the video file's path, got {describe_value(value)}"))
         return None
     clip = Path(os.path.abspath(folder / value))
-    if clip in seen:
-        message = f"{clip} is the clip of line {seen[clip]} too; give each clip once (a repeated clip would be trained on twice as often)"
-        issues.append(Issue("clip", message))
-        return None
-    seen[clip] = line
     if not clip.exists():
         issues.append(Issue("clip", f"{clip} does not exist (relative paths start at {folder})"))
         return None
     if not clip.is_file():
         issues.append(Issue("clip", f"{clip} is not a file"))
         return None
+    if clip in seen:
+        message = (
+            f"{clip} is the clip of line {seen[clip]} too; give each clip once "
+            "(a repeated clip would be trained on twice as often)"
+        )
+        issues.append(Issue("clip", message))
+        return None
+    seen[clip] = line
     return clip
 
 
@@ -162,11 +165,12 @@ def _check_clip_file(clip: Path, segments: int | None, issues: list[Issue]) -> N
         return
     seconds = float(info.duration)
     fits = round(seconds / SEGMENT_SECONDS)
-    hint = (
-        f"give it {fits} segment(s) or cut it to {expected} s"
-        if fits >= 1 and abs(info.duration - SEGMENT_SECONDS * fits) <= 1 / info.fps
-        else f"cut it to {expected} s (a multiple of {SEGMENT_SECONDS} s)"
-    )
+    if fits >= 1 and abs(info.duration - SEGMENT_SECONDS * fits) <= 1 / info.fps:
+        hint = f"give the line {fits} segment(s), or use a clip of {expected} s"
+    elif seconds > SEGMENT_SECONDS:
+        hint = f"cut the clip to a multiple of {SEGMENT_SECONDS} s, with one segment per {SEGMENT_SECONDS} s"
+    else:
+        hint = f"a clip needs at least {SEGMENT_SECONDS} s (one segment)"
     issues.append(
         Issue(
             "clip",
