@@ -1,4 +1,4 @@
-"""`python -m ttt_video prepare` on the tiny bundle: annotations + clips -> a dataset folder (docs/training.md)."""
+"""`python -m ttt_video prepare` on the tiny bundle: annotations and clips -> a dataset folder."""
 
 import json
 import shutil

@@ -2,7 +2,7 @@
 
 Two ways to call it (run_inputs.py):
 
-    python -m ttt_video prepare --run-dir RUN --annotations FILE --out DATASET      (RUN prepared by ttt-video)
+    python -m ttt_video prepare --run-dir RUN --annotations FILE --out DATASET    (RUN made by ttt-video)
     torchrun --nproc-per-node 4 -m ttt_video prepare --job.config_file c.toml \\
         --checkpoint.model_dir=bundle/ --eval.input_file=annotations.jsonl --out DATASET
 

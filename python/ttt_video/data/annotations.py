@@ -171,11 +171,6 @@ def _check_clip_file(clip: Path, segments: int | None, issues: list[Issue]) -> N
         hint = f"cut the clip to a multiple of {SEGMENT_SECONDS} s, with one segment per {SEGMENT_SECONDS} s"
     else:
         hint = f"a clip needs at least {SEGMENT_SECONDS} s (one segment)"
-    issues.append(
-        Issue(
-            "clip",
-            f"{clip} lasts {seconds:.3f} s ({info.frames} frames at {float(info.fps):g} fps) but the line has "
-            f"{segments} segment(s), which need {expected} s (one per {SEGMENT_SECONDS} s, within one frame); "
-            + hint,
-        )
-    )
+    found = f"{clip} lasts {seconds:.3f} s ({info.frames} frames at {float(info.fps):g} fps)"
+    need = f"{segments} segment(s), which need {expected} s (one per {SEGMENT_SECONDS} s, within one frame)"
+    issues.append(Issue("clip", f"{found} but the line has {need}; {hint}"))
