@@ -1,13 +1,15 @@
 """`python -m ttt_video prepare` on the tiny bundle: annotations and clips -> a dataset folder."""
 
+import functools
 import json
 import shutil
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import read_cases
 from prepare_helpers import (
     clip_events,
     events_of,
@@ -24,9 +26,6 @@ from ttt_video.data import DataError, cover_size, probe_clip, read_annotations, 
 from ttt_video.demo.dataset import write_clip, write_dataset
 from ttt_video.text import TextEncoder
 from ttt_video.vae import CogVideoXVAE
-
-VECTORS = ROOT / "test" / "vectors" / "bad-annotations.jsonl"
-
 
 # ------------------------------------------------------------------------------------ the rules
 
@@ -152,40 +151,61 @@ def test_stored_moments_and_text_equal_an_independent_encode(prepared, tiny_bund
         torch.testing.assert_close(load_file(str(out / entry["text"]))["text"], text, atol=1e-6, rtol=0)
 
 
-def test_every_bad_annotation_line_is_reported_at_once(tmp_path, tiny_bundle):
-    (tmp_path / "clips").mkdir()
-    write_clip(tmp_path / "clips" / "first.mp4", np.zeros((49, 64, 96, 3), np.uint8))
-    write_clip(tmp_path / "clips" / "six.mp4", np.zeros((97, 64, 96, 3), np.uint8))
-    (tmp_path / "clips" / "notes.txt").write_text("not a video")
-    cases = [json.loads(line) for line in VECTORS.read_text().splitlines()]
-    lines = [json.dumps({"clip": "clips/first.mp4", "segments": [{"text": "good"}]}), ""]  # line 2 is blank
+def _annotation_file(tmp_path: Path, cases: list[dict]) -> Path:
+    """A good line 1, a blank line 2, then case k on line k + 3 ($CLIP3: a fresh 3 s clip per case)."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip(clips / "first.mp4", np.zeros((49, 64, 96, 3), np.uint8))
+    write_clip(clips / "six.mp4", np.zeros((97, 64, 96, 3), np.uint8))
+    (clips / "notes.txt").write_text("not a video")
+    lines = [json.dumps({"clip": "clips/first.mp4", "segments": [{"text": "good"}]}), ""]
     for k, case in enumerate(cases):
-        shutil.copy(tmp_path / "clips" / "first.mp4", tmp_path / "clips" / f"c{k}.mp4")
+        shutil.copy(clips / "first.mp4", clips / f"c{k}.mp4")
         fills = {"$CLIP3": f"clips/c{k}.mp4", "$CLIP6": "clips/six.mp4", "$FIRST": "clips/first.mp4"}
-        line = case["line"].replace("$TEXT_FILE", "clips/notes.txt")
-        lines.append(
-            line.replace("$CLIP3", fills["$CLIP3"])
-            .replace("$CLIP6", fills["$CLIP6"])
-            .replace("$FIRST", fills["$FIRST"])
-        )
+        fills["$TEXT_FILE"] = "clips/notes.txt"
+        lines.append(functools.reduce(lambda text, kv: text.replace(*kv), fills.items(), case["content"]))
     annotations = tmp_path / "annotations.jsonl"
     annotations.write_text("\n".join(lines) + "\n")
+    return annotations
 
+
+def test_every_bad_annotation_line_is_reported_at_once(tmp_path, tiny_bundle):
+    cases = read_cases("bad-annotations.jsonl")
+    annotations = _annotation_file(tmp_path, cases)
     run = make_run(tmp_path, tiny_bundle)
     assert prepare(run, annotations, tmp_path / "dataset") == 1
     error = events_of(run)[-1]
-    assert error["type"] == "error" and error["code"] == "DATA"
+    assert error["type"] == "error" and {c["code"] for c in cases} == {error["code"]} == {"DATA"}
     got = {(i["line"], i["path"]): i["message"] for i in error["issues"]}
     assert all(i["file"] == str(annotations) for i in error["issues"])
     expected = {
-        (k + 3, issue["path"]): issue["message"] for k, c in enumerate(cases) for issue in c["issues"]
+        (k + 3, issue["path"]): issue["message"]
+        for k, case in enumerate(cases)
+        for issue in [case, *case.get("more_issues", [])]
     }
     assert set(got) == set(expected), "every bad line, and nothing else, is reported"
     for where, message in expected.items():
         assert message in got[where], (where, got[where])
-    assert all(c["code"] == "DATA" for c in cases)
     assert not (tmp_path / "dataset").exists(), "nothing is written before every line is good"
     with pytest.raises(DataError) as raised:
         read_annotations(annotations)
     text = str(raised.value)
     assert f"{annotations}:3:39: invalid JSON" in text and f"{annotations}:{len(cases) + 2}: " in text
+
+
+def test_a_file_that_is_not_an_annotation_file_is_one_data_error(tmp_path):
+    for content, message, line in [
+        (b"\n  \n", "the annotation file holds no clip", None),
+        (b'{"clip": "a.mp4"}\n{"clip": "caf\xe9"}', "not valid UTF-8 (byte 31)", 2),
+    ]:
+        (tmp_path / "a.jsonl").write_bytes(content)
+        with pytest.raises(DataError) as raised:
+            read_annotations(tmp_path / "a.jsonl")
+        (issue,) = raised.value.issues
+        assert (issue.message.startswith(message), issue.line, issue.file) == (
+            True,
+            line,
+            str(tmp_path / "a.jsonl"),
+        )
+    with pytest.raises(DataError, match="is a folder"):
+        read_annotations(tmp_path)
