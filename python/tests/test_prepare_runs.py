@@ -10,13 +10,22 @@ from pathlib import Path
 
 import torch
 from conftest import ROOT
-from prepare_helpers import clip_events, events_of, make_run, manifest, one_segment_annotations, prepare
+from prepare_helpers import (
+    clip_events,
+    events_of,
+    expected_frames,
+    make_run,
+    manifest,
+    one_segment_annotations,
+    prepare,
+)
 from safetensors.torch import load_file
 
 import ttt_video
 from ttt_video.__main__ import main
 from ttt_video.data import DatasetFolder
 from ttt_video.demo.dataset import write_dataset
+from ttt_video.vae import CogVideoXVAE
 
 PYTHON_DIR = Path(ttt_video.__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PYTHON_DIR), "PYTHONUNBUFFERED": "1"}
@@ -170,3 +179,26 @@ def test_the_research_flags_take_the_annotations_from_the_config(tmp_path, tiny_
     assert json.loads((tmp_path / "dataset" / "dataset.json").read_text())["bundle"] == str(
         tiny_bundle.resolve()
     )
+
+
+def test_the_frame_rate_must_give_whole_latent_frames_and_other_rates_are_warned_about(tmp_path, tiny_bundle):
+    annotations = one_segment_annotations(tmp_path / "clips", 1)
+    bad = make_run(tmp_path, tiny_bundle, eval={"sampling_fps": 10})  # 30 frames per segment: not 4k
+    assert prepare(bad, annotations, tmp_path / "ten") == 1
+    error = events_of(bad)[-1]
+    assert error["code"] == "CONFIG" and error["issues"][0]["path"] == "eval.sampling_fps"
+
+    slow = make_run(tmp_path, tiny_bundle, eval={"sampling_fps": 8})
+    assert prepare(slow, annotations, tmp_path / "eight") == 0
+    (entry,) = manifest(tmp_path / "eight").values()
+    assert (entry["frames"], entry["latent_frames"]) == (25, 7)
+    vae = CogVideoXVAE.from_pretrained(tiny_bundle / "vae", dtype=torch.float32, parts=("encoder",))
+    frames = expected_frames(Path(entry["source"]))[:, :, ::2]  # 3 s at 8 fps: the even frames of 16 fps
+    reference = vae.encode(frames, window=48)[0].permute(1, 0, 2, 3)
+    moments, _ = DatasetFolder(tmp_path / "eight").read_clip(entry)
+    torch.testing.assert_close(moments, reference, atol=1e-6, rtol=0)
+    warnings = [e["message"] for e in events_of(slow) if e["type"] == "warning" and "path" not in e]
+    assert warnings == [
+        "eval.sampling_fps = 8 makes 6 latent frames per 3 s segment but the DiT's segments are 12 (16 fps); "
+        "the dataset will not fit the model"
+    ]
