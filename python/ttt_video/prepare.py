@@ -95,7 +95,15 @@ def _split_work(mine: Work, finished: dict[str, dict], file: Path) -> tuple[Work
     return todo, skip
 
 
-def _encode_all(ctx, todo: Work, total: int, settings, models, folder: DatasetFolder) -> None:
+def _encode_all(
+    ctx: RunContext,
+    todo: Work,
+    total: int,
+    settings: PrepareSettings,
+    models: PrepareModels,
+    folder: DatasetFolder,
+) -> None:
+    """Encodes and writes each clip (after removing what a killed run left of it), then reports it."""
     for index, annotation in todo:
         started = time.perf_counter()
         folder.remove_partial(annotation.id)
