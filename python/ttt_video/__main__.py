@@ -133,6 +133,7 @@ RUN_COMMANDS = ("sample", "convert", "prepare", "train", "export")
 
 def build_parser() -> argparse.ArgumentParser:
     from .convert import add_parser as add_convert
+    from .prepare import add_parser as add_prepare
     from .sample import add_parser as add_sample
 
     parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tools(sub)
     add_convert(sub)
     add_sample(sub)
+    add_prepare(sub)
     return parser
 
 
