@@ -986,7 +986,11 @@ RULES = [
     {
         "id": "mesh-matches-world-size",
         "path": "parallelism",
-        "when": ["defined", ["ref", "$world_size"]],
+        "when": [
+            "and",
+            ["defined", ["ref", "$world_size"]],
+            ["ne", ["ref", "$run_kind"], "prepare"],
+        ],
         "let": [
             [
                 "others",

@@ -159,7 +159,8 @@ function meshRule(): Rule {
   return {
     id: 'mesh-matches-world-size',
     path: 'parallelism',
-    when: defined(world),
+    // prepare ignores the mesh: each of its processes encodes its own share of the clips
+    when: and(defined(world), ne(ref('$run_kind'), 'prepare')),
     let: [['others', others]],
     require: eq(ref('@mesh_size'), world),
     hints: [['dp_sharding', floordiv(world, ref('others'))]],

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { ConfigError, type InputIssue } from '../../errors.js'
+import type { RunKind } from '../events.js'
 import { type Expr, evaluate, type Scope, type Value } from './expr.js'
 import { RULE_TABLES } from './facts.js'
 import { type FieldSchema, fieldMessage, unknownField, unknownSection } from './messages.js'
@@ -22,8 +23,8 @@ import {
 export interface RuleOptions {
   /** Processes of the run; the mesh rule is checked only when it is known. */
   worldSize?: number
-  /** The kind of run the config is for ('sample', 'train', ...); some rules apply to one kind. */
-  runKind?: string
+  /** The kind of run the config is for; some rules apply to one kind (the mesh rule skips 'prepare'). */
+  runKind?: RunKind
   /** Check that every path the config names exists (relative paths against `baseDir`). */
   checkPaths?: boolean
   baseDir?: string
