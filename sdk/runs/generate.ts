@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import { checkBundle } from '../contracts/bundle.js'
-import { configToToml, readConfigFile } from '../contracts/config/load.js'
-import { type ConfigObject, mergeConfigObjects, parseSetArgs } from '../contracts/config/overrides.js'
-import { type JobConfig, type JobConfigInput, JobConfigSchema } from '../contracts/config/schema.js'
-import { schemaIssues, segmentCount, validateConfig } from '../contracts/config/validate.js'
+import { configToToml } from '../contracts/config/load.js'
+import { type ConfigObject, mergeConfigObjects } from '../contracts/config/overrides.js'
+import { type JobConfig, JobConfigSchema } from '../contracts/config/schema.js'
+import { segmentCount, validateConfig } from '../contracts/config/validate.js'
 import type { RunProgress } from '../contracts/fold.js'
 import type { EvalPreset } from '../contracts/presets.gen.js'
 import { checkResumable, RUN_FILES } from '../contracts/run-dir.js'
@@ -14,28 +14,21 @@ import {
   type Video,
   validateStoryboards,
 } from '../contracts/storyboard.js'
-import { CancelledError, ConfigError, WeightsNotFoundError } from '../errors.js'
+import { CancelledError, WeightsNotFoundError } from '../errors.js'
 import { type ProcessLayout, type ResolvedLayout, resolveLayout } from '../launch/command.js'
 import type { LogLine, Run } from '../launch/run.js'
 import { demoBundle, demoBundlePath, demoConfig } from './demo.js'
 import { launchOptions, launchRun } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
-import { presetFile } from './presets.js'
+import { type ConfigSource, requestedConfig } from './requested-config.js'
 import { collectVideos, type GenerateResult } from './results.js'
 import { type SlurmOptions, slurmLayout } from './slurm.js'
 
-/** A partial config: every section optional, every field optional and of its own type. */
-export type ConfigOverrides = { [S in keyof JobConfigInput]?: Partial<Exclude<JobConfigInput[S], undefined>> }
+export type { ConfigOverrides } from './requested-config.js'
 
-export interface GenerateOptions extends ProcessLayout {
-  /** A TOML config file, or a partial config object. */
-  config?: string | ConfigOverrides
+export interface GenerateOptions extends ProcessLayout, ConfigSource {
   /** A shipped preset (configs/eval/<preset>.toml). */
   preset?: EvalPreset
-  /** A partial config object applied over the config (`{ eval: { num_denoising_steps: 20 } }`). */
-  overrides?: ConfigOverrides
-  /** `section.field=value` strings, applied last (the CLI's --set). */
-  set?: readonly string[]
   /** A model bundle folder (sets checkpoint.model_dir). Without one, the demo model runs. */
   model?: string
   /** Base seed (job.seed). */
@@ -78,24 +71,6 @@ function loadStoryboards(storyboards: Video[] | string): { videos: Video[]; file
   return { videos: validateStoryboards(storyboards) }
 }
 
-/**
- * The config the user asked for: `base` (the file, preset or config object) and `raw` (with the
- * overrides and --set applied), checked field by field before anything else.
- */
-function requestedConfig(options: GenerateOptions): { base: ConfigObject | undefined; raw: ConfigObject } {
-  if (options.config !== undefined && options.preset !== undefined)
-    throw new ConfigError([{ path: 'config', message: 'give either config or preset, not both' }])
-  const file =
-    typeof options.config === 'string' ? options.config : options.preset && presetFile(options.preset)
-  const base = file ? readConfigFile(file) : (options.config as ConfigObject | undefined)
-  const fromSet = options.set && options.set.length > 0 ? parseSetArgs(options.set) : undefined
-  const raw = mergeConfigObjects(base, options.overrides as ConfigObject | undefined, fromSet)
-  const issues = schemaIssues(raw)
-  if (issues.length > 0) throw new ConfigError(issues, file)
-  if (typeof options.config === 'string') raw.job = { ...(raw.job ?? {}), config_file: options.config }
-  return { base, raw }
-}
-
 /** The model: a bundle the user named, or the demo model (whose config then fills what is not given). */
 async function resolveModel(
   { base, raw }: { base: ConfigObject | undefined; raw: ConfigObject },
@@ -108,7 +83,10 @@ async function resolveModel(
     checkBundle(bundle)
     return { bundle, demo: false, base: raw }
   }
-  if (base !== undefined && (base.model as { size?: string } | undefined)?.size !== 'tiny')
+  // a file or preset describes a whole model (5B unless it says tiny); a config object only what it names
+  const size = (base?.model as { size?: string } | undefined)?.size
+  const named = typeof options.config === 'string' || options.preset !== undefined
+  if (base !== undefined && (named ? size !== 'tiny' : size !== undefined && size !== 'tiny'))
     throw new WeightsNotFoundError(
       'no model bundle: pass a model (--model BUNDLE, or checkpoint.model_dir) for this config, or leave out the config to run the tiny demo model',
     )
@@ -138,7 +116,7 @@ export async function prepareGenerate(
 ): Promise<PreparedRun> {
   const { videos, file: storyboardFile } = loadStoryboards(storyboards)
   const layout = options.slurm ? slurmLayout(options.slurm) : resolveLayout(options, newRunId())
-  const { bundle, demo, base } = await resolveModel(requestedConfig(options), videos, options)
+  const { bundle, demo, base } = await resolveModel(requestedConfig(options, 'eval'), videos, options)
   const seed = options.seed !== undefined ? { job: { seed: options.seed } } : undefined
   const merged = mergeConfigObjects(base, { checkpoint: { model_dir: bundle } }, seed)
   const config = validateConfig(fitDataParallel(merged, layout.worldSize), {

@@ -1091,6 +1091,31 @@ RULES = [
     },
 ]
 
+PATH_FIELDS = [
+    {
+        "path": "checkpoint.model_dir",
+    },
+    {
+        "path": "checkpoint.init_state_dir",
+    },
+    {
+        "path": "eval.vae_checkpoint_path",
+    },
+    {
+        "path": "eval.t5_model_dir",
+    },
+    {
+        "path": "eval.input_file",
+    },
+    {
+        "path": "training.dataset_path",
+        "output_of": "prepare",
+    },
+    {
+        "path": "training.jsonl_paths",
+    },
+]
+
 MODEL_PRESETS = {
     "5B": {
         "model_dim": 3072,

@@ -1,8 +1,7 @@
-import { configToToml } from '../../contracts/config/load.js'
 import type { EvalPreset } from '../../contracts/presets.gen.js'
 import { callPython } from '../../python/bridge/index.js'
 import { type GenerateOptions, generate, prepareGenerate } from '../../runs/generate.js'
-import { launchOptions, launchPlan } from '../../runs/launch.js'
+import { launchOptions } from '../../runs/launch.js'
 import {
   type Command,
   cancellation,
@@ -12,12 +11,12 @@ import {
   LAYOUT_FLAGS,
   layoutFlags,
   out,
-  quote,
   SLURM_FLAGS,
   slurmFlags,
   UsageError,
 } from '../flags.js'
 import { followRun } from '../follow-run.js'
+import { printPlan } from '../plan.js'
 
 function options(values: Flags): GenerateOptions {
   if (values.config && values.preset) throw new UsageError('give --config or --preset, not both')
@@ -39,11 +38,7 @@ function options(values: Flags): GenerateOptions {
 
 async function dryRun(storyboard: string, opts: GenerateOptions): Promise<number> {
   const prepared = await prepareGenerate(storyboard, { ...opts, dryRun: true })
-  out(`# resolved config\n${configToToml(prepared.config)}`)
-  const plan = launchPlan(prepared, launchOptions(opts, prepared.layout))
-  if (plan.scripts)
-    out(`# Slurm batch script\n${plan.scripts.batch}\n# task of each node\n${plan.scripts.task}`)
-  else out(`# command (run directory: ${prepared.runDir})\n${plan.command.map(quote).join(' ')}\n`)
+  printPlan(prepared.config, prepared, launchOptions(opts, prepared.layout))
   const table = await callPython<string>('ttt_video.sampling.table.format_step_table', {
     config: prepared.config,
   })
