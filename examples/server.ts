@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { createClient, createServer, ServiceError } from '../sdk/server/index.js'
+import { createClient, createServer, ServiceError } from 'ttt-video/server'
 
 const out = resolve(process.argv[2] ?? 'output/server-example')
 mkdirSync(out, { recursive: true })
