@@ -15,7 +15,7 @@ export {
   type TttVideoClient,
   type TttVideoClientHelpers,
 } from './client.js'
-export { openapiDocument } from './openapi.gen.js'
+export { openapiDocument } from './openapi.js'
 export {
   ConfigOverrides as ConfigOverridesSchema,
   JobRequest as JobRequestSchema,
