@@ -27,7 +27,12 @@ export interface paths {
       path?: never
       cookie?: never
     }
-    /** Liveness, version and queue size */
+    /**
+     * Whether the service can run jobs, its version and queue size
+     * @description 200 with `status: ok` when jobs can run; 503 with the same body and `status: degraded` when the
+     *     Python runtime is missing (`runtime.ready` false: submitting a job would be a 503 too), so that a
+     *     load balancer or `curl -f` sees it. `runtime` says what is missing and how to fix it.
+     */
     get: operations['getHealth']
     put?: never
     post?: never
@@ -124,7 +129,13 @@ export interface paths {
     get: operations['getJob']
     put?: never
     post?: never
-    delete?: never
+    /**
+     * Delete an ended job and its folder (videos, events, logs)
+     * @description Only a job that has ended (succeeded, failed, cancelled, interrupted) can be deleted; a queued or
+     *     running one is a 409: cancel it first (`POST /v1/jobs/{id}/cancel`), wait for it to end, then
+     *     delete it. The server can also delete ended jobs on its own (`--keep-jobs`, `--keep-days`).
+     */
+    delete: operations['deleteJob']
     options?: never
     head?: never
     patch?: never
@@ -299,13 +310,22 @@ export interface components {
       state: components['schemas']['JobState']
       /** Format: date-time */
       created_at: string
-      /** Format: date-time */
+      /**
+       * Format: date-time
+       * @description When the job first started (a resumed job keeps it)
+       */
       started_at: string | null
+      /**
+       * Format: date-time
+       * @description When the job last started again after an interruption (`--resume`); null if never
+       */
+      resumed_at: string | null
       /** Format: date-time */
       finished_at: string | null
       bundle: string
       preset: string | null
-      seed: number | null
+      /** @description The base seed the job runs with (the request's `seed`, else the config's `job.seed`) */
+      seed: number
       progress: components['schemas']['Progress']
       /** @description The finished videos, by index */
       videos: components['schemas']['VideoSummary'][]
@@ -345,8 +365,11 @@ export interface components {
       jobs: components['schemas']['Job'][]
     }
     Health: {
-      /** @constant */
-      status: 'ok'
+      /**
+       * @description `degraded`: the service answers but cannot run jobs (see `runtime`)
+       * @enum {string}
+       */
+      status: 'ok' | 'degraded'
       version: string
       uptime_seconds: number
       concurrency: number
@@ -354,6 +377,17 @@ export interface components {
         queued: number
         running: number
       }
+      runtime: components['schemas']['RuntimeStatus']
+    }
+    RuntimeStatus: {
+      /** @description The managed Python environment exists (the doctor report checks it in depth) */
+      ready: boolean
+      /** @description Where the server looks for it */
+      venv: string
+      /** @description What is missing, when not ready */
+      problem?: string
+      /** @description The command that sets it up, when not ready */
+      fix?: string
     }
     PresetList: {
       presets: string[]
@@ -897,7 +931,11 @@ export interface components {
         'application/problem+json': components['schemas']['Problem']
       }
     }
-    /** @description No such job, or no such finished video */
+    /**
+     * @description No such job (problem type `...:job-not-found`; also for what is not a job id, such as `../x`), no
+     *     such finished video (`...:video-not-found`; also for an index that is not written the canonical
+     *     way: `0`, `1`, `12`, never `00` or `+1`), or no such endpoint (`...:not-found`)
+     */
     NotFound: {
       headers: {
         [name: string]: unknown
@@ -906,7 +944,7 @@ export interface components {
         'application/problem+json': components['schemas']['Problem']
       }
     }
-    /** @description The job has already ended */
+    /** @description Cancelling a job that has already ended, or deleting one that has not */
     Conflict: {
       headers: {
         [name: string]: unknown
@@ -952,7 +990,10 @@ export interface components {
         'application/problem+json': components['schemas']['Problem']
       }
     }
-    /** @description Too many jobs are waiting; try again later */
+    /**
+     * @description Too many jobs are waiting (`...:queue-full`, with Retry-After), the server is shutting down
+     *     (`...:shutting-down`), or its Python runtime is missing (`...:runtime-unavailable`; see /v1/health)
+     */
     QueueFull: {
       headers: {
         'Retry-After'?: number
@@ -982,6 +1023,7 @@ export type SchemaProgress = components['schemas']['Progress']
 export type SchemaVideoSummary = components['schemas']['VideoSummary']
 export type SchemaJobList = components['schemas']['JobList']
 export type SchemaHealth = components['schemas']['Health']
+export type SchemaRuntimeStatus = components['schemas']['RuntimeStatus']
 export type SchemaPresetList = components['schemas']['PresetList']
 export type SchemaBundleList = components['schemas']['BundleList']
 export type SchemaBundle = components['schemas']['Bundle']
@@ -1035,7 +1077,7 @@ export interface operations {
     }
     requestBody?: never
     responses: {
-      /** @description The service is up */
+      /** @description The service is up and its Python runtime is there */
       200: {
         headers: {
           [name: string]: unknown
@@ -1045,6 +1087,15 @@ export interface operations {
         }
       }
       401: components['responses']['Unauthorized']
+      /** @description The service is up, but its Python runtime is missing; no job can run */
+      503: {
+        headers: {
+          [name: string]: unknown
+        }
+        content: {
+          'application/json': components['schemas']['Health']
+        }
+      }
     }
   }
   getDoctor: {
@@ -1189,6 +1240,29 @@ export interface operations {
       }
       401: components['responses']['Unauthorized']
       404: components['responses']['NotFound']
+    }
+  }
+  deleteJob: {
+    parameters: {
+      query?: never
+      header?: never
+      path: {
+        id: components['parameters']['JobId']
+      }
+      cookie?: never
+    }
+    requestBody?: never
+    responses: {
+      /** @description Deleted */
+      204: {
+        headers: {
+          [name: string]: unknown
+        }
+        content?: never
+      }
+      401: components['responses']['Unauthorized']
+      404: components['responses']['NotFound']
+      409: components['responses']['Conflict']
     }
   }
   cancelJob: {
