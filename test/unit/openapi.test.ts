@@ -11,8 +11,10 @@ import { formatPath } from '../../sdk/server/issue-paths.js'
 import { parseRange } from '../../sdk/server/media.js'
 import { openapiDocument } from '../../sdk/server/openapi.js'
 import { buildOpenApiDocument, refsOf, zodComponentSchemas } from '../../sdk/server/openapi-document.js'
+import { jobsToRemove } from '../../sdk/server/retention.js'
 import { match, routes } from '../../sdk/server/routes/index.js'
 import { JobRequest } from '../../sdk/server/schemas.js'
+import type { JobRecord } from '../../sdk/server/store.js'
 import { ROOT } from '../helpers.js'
 
 interface OpenApi {
@@ -72,6 +74,22 @@ describe('the OpenAPI document', () => {
     }
   })
 })
+
+const record: JobRecord = {
+  version: 2,
+  id: '20261125-000000-00000000',
+  state: 'succeeded',
+  created_at: '2026-11-25T00:00:00.000Z',
+  started_at: null,
+  resumed_at: null,
+  finished_at: null,
+  bundle: 'demo',
+  preset: null,
+  seed: 42,
+  videos_total: 1,
+  error: null,
+  pid: null,
+}
 
 describe('request schema and helpers', () => {
   it('JobRequest takes storyboards and overrides, not paths or unknown sections', () => {
@@ -134,9 +152,37 @@ describe('request schema and helpers', () => {
       resume: true,
       jobNice: 0,
     })
+    expect(serveOptions([], { 'keep-jobs': '20', 'keep-days': '0.5' })).toEqual({
+      keepJobs: 20,
+      keepDays: 0.5,
+    })
+    expect(() => serveOptions([], { 'keep-jobs': '0' })).toThrow(/--keep-jobs must be a whole number >= 1/)
+    for (const days of ['0', '-1', 'week', '1e3'])
+      expect(() => serveOptions([], { 'keep-days': days })).toThrow(/--keep-days must be a number of days/)
     expect(() => serveOptions([], { bundle: ['nopath'] })).toThrow(/NAME=PATH/)
     expect(() => serveOptions([], { port: '70000' })).toThrow(/65535/)
     expect(() => serveOptions(['x'], {})).toThrow(/positional/)
+  })
+
+  it('retention: the newest keepJobs ended jobs stay, those ended keepDays ago go, live ones never', () => {
+    const now = new Date('2026-11-25T12:00:00Z')
+    let n = 0
+    const job = (state: JobRecord['state'], daysAgo: number): JobRecord => {
+      const at = new Date(now.getTime() - daysAgo * 86_400_000).toISOString()
+      const id = `20261125-000000-${(n++).toString(16).padStart(8, '0')}`
+      const ended = !['queued', 'running'].includes(state)
+      return { ...record, id, state, created_at: at, finished_at: ended ? at : null }
+    }
+    const jobs = [job('succeeded', 9), job('failed', 3), job('cancelled', 1), job('interrupted', 0.2)]
+    const live = [job('queued', 30), job('running', 20)]
+    const ids = (keepJobs: number | undefined, keepDays: number | undefined) =>
+      jobsToRemove([...live, ...jobs], { keepJobs, keepDays }, now).sort()
+    expect(ids(undefined, undefined)).toEqual([])
+    expect(ids(2, undefined)).toEqual([jobs[0]!.id, jobs[1]!.id])
+    expect(ids(undefined, 2)).toEqual([jobs[0]!.id, jobs[1]!.id])
+    expect(ids(undefined, 0.5)).toEqual([jobs[0]!.id, jobs[1]!.id, jobs[2]!.id])
+    expect(ids(3, 5)).toEqual([jobs[0]!.id]) // either rule removes
+    expect(ids(1, 100)).toEqual([jobs[0]!.id, jobs[1]!.id, jobs[2]!.id])
   })
 
   it('byte ranges', () => {
