@@ -7,6 +7,7 @@ import { closeBridge } from '../python/bridge/index.js'
  */
 export class BridgeUses {
   private active = 0
+  private used = false
   private closing: Promise<void> = Promise.resolve()
 
   /**
@@ -16,6 +17,7 @@ export class BridgeUses {
   async run<T>(use: () => Promise<T>): Promise<T> {
     await this.closing // a bridge that is closing cannot serve a call: wait until it is gone
     this.active++
+    this.used = true
     try {
       return await use()
     } finally {
@@ -27,9 +29,9 @@ export class BridgeUses {
     }
   }
 
-  /** Closes the bridge now (the server is stopping: a use still running fails). */
+  /** Closes the bridge now if this server used it (it is stopping: a use still running fails). */
   async close(): Promise<void> {
     await this.closing
-    await closeBridge().catch(() => {})
+    if (this.used) await closeBridge().catch(() => {})
   }
 }

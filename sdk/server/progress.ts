@@ -8,7 +8,12 @@ export type Progress = components['schemas']['Progress']
 export type JobState = components['schemas']['JobState']
 export type VideoSummary = components['schemas']['VideoSummary']
 
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'] as const
 export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled', 'interrupted']
+
+// the API's JobState and this list are the same set
+const _sameStates: [JobState] extends [(typeof JOB_STATES)[number]] ? true : never = true
+void _sameStates
 
 const RUN_PHASES = ['loading', 'sampling', 'decoding'] as const satisfies readonly Progress['phase'][]
 

@@ -1,7 +1,8 @@
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs'
+import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs'
 import { setPriority } from 'node:os'
+import { join } from 'node:path'
 import { CancelledError, TttVideoError } from '../errors.js'
-import { demoBundle } from '../runs/demo.js'
+import { demoBundle, demoBundlePath } from '../runs/demo.js'
 import { generate } from '../runs/generate.js'
 import type { BridgeUses } from './bridge-use.js'
 import type { Job } from './job.js'
@@ -43,7 +44,8 @@ async function generateJob(job: Job, slot: Slot, signal: AbortSignal, log: Write
     throw new TttVideoError('CONFIG', `bundle "${input.bundle}" is not configured on this server`)
   const note = (message: string) => log.write(`note: ${message}\n`)
   // Built here (once) rather than inside generate(), so that the bridge it needs is closed afterwards.
-  if (bundlePath === DEMO_BUNDLE) await deps.bridge.run(() => demoBundle(deps.venvDir, note))
+  if (bundlePath === DEMO_BUNDLE && !existsSync(join(demoBundlePath(), 'bundle.json')))
+    await deps.bridge.run(() => demoBundle(deps.venvDir, note))
   const run = await generate(input.storyboards, {
     ...generateOptions(input, bundlePath, slot, deps.venvDir),
     runDir: deps.store.runDir(job.id),

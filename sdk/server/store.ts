@@ -16,6 +16,8 @@ import { RunEvent } from '../contracts/events.js'
 import { RUN_FILES, videoDir } from '../contracts/run-dir.js'
 import type { Video } from '../contracts/storyboard.js'
 import { isJobId } from './ids.js'
+import { JOB_STATES } from './progress.js'
+import { JOB_ID_PATTERN } from './schemas.js'
 
 // A job is a folder under the jobs directory, and nothing else holds its state:
 //   <jobs-dir>/<id>/job.json      the small state record below (rewritten atomically on each change)
@@ -25,13 +27,12 @@ import { isJobId } from './ids.js'
 //   <jobs-dir>/<id>/events-<k>.jsonl  the events of attempt k of a job that was resumed
 // A deleted job is first renamed to `.deleted-<id>` (not a job id: never listed), then removed.
 
-const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'] as const
 const time = z.iso.datetime()
 
 /** job.json. */
 export const JobRecord = z.object({
   version: z.literal(2),
-  id: z.string().regex(/^\d{8}-\d{6}-[0-9a-f]{8}$/),
+  id: z.string().regex(JOB_ID_PATTERN),
   state: z.enum(JOB_STATES),
   created_at: time,
   /** When the job first started; a resumed job keeps it. */

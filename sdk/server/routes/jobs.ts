@@ -1,7 +1,7 @@
 import type { components } from '../api.gen.js'
 import { readJsonBody } from '../http.js'
 import { HttpError } from '../problem.js'
-import type { JobState } from '../progress.js'
+import { JOB_STATES, type JobState } from '../progress.js'
 import { lastEventId, streamEvents } from '../sse.js'
 import { type Handler, json, type Route, type RouteDeps } from './types.js'
 
@@ -9,19 +9,10 @@ import { type Handler, json, type Route, type RouteDeps } from './types.js'
 
 type Schemas = components['schemas']
 
-const JOB_STATES: readonly JobState[] = [
-  'queued',
-  'running',
-  'succeeded',
-  'failed',
-  'cancelled',
-  'interrupted',
-]
-
 /** `?state=&limit=` of the job list. */
 function listQuery(query: URLSearchParams): { state: JobState | undefined; limit: number } {
   const state = query.get('state')
-  if (state !== null && !(JOB_STATES as string[]).includes(state))
+  if (state !== null && !(JOB_STATES as readonly string[]).includes(state))
     throw new HttpError(400, 'bad-query', `state must be one of ${JOB_STATES.join(', ')}`)
   const limitText = query.get('limit')
   const limit = limitText === null ? 100 : Number(limitText)
