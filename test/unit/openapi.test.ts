@@ -161,6 +161,8 @@ describe('request schema and helpers', () => {
       expect(() => serveOptions([], { 'keep-days': days })).toThrow(/--keep-days must be a number of days/)
     expect(() => serveOptions([], { bundle: ['nopath'] })).toThrow(/NAME=PATH/)
     expect(() => serveOptions([], { port: '70000' })).toThrow(/65535/)
+    for (const port of ['0x10', '1e3', '80.5'])
+      expect(() => serveOptions([], { port })).toThrow(/--port must be/)
     expect(() => serveOptions(['x'], {})).toThrow(/positional/)
   })
 

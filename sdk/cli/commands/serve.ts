@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { createServer, DEMO_BUNDLE, PortInUseError, type ServerOptions } from '../../server/index.js'
-import { type Command, cancellation, err, type Flags, UsageError } from '../flags.js'
+import { type Command, cancellation, err, type Flags, intFlag, UsageError } from '../flags.js'
 
 // `ttt-video serve`: the HTTP job service (docs/server.md).
 
@@ -26,14 +26,6 @@ const SERVE_USAGE =
   'ttt-video serve [--host H] [--port N] [--token T] [--bundle NAME=PATH]... [--default-bundle NAME]\n' +
   '                [--jobs-dir DIR] [--concurrency N | --gpu-set 0,1 ...] [--resume] [--keep-jobs N]\n' +
   '                [--keep-days D] [--cors-origin ORIGIN]... [--job-nice N] [--venv DIR]'
-
-function int(value: unknown, name: string, min: number): number | undefined {
-  if (value === undefined) return undefined
-  const n = Number(value)
-  if (!Number.isInteger(n) || n < min)
-    throw new UsageError(`--${name} must be a whole number >= ${min}, got "${value}"`)
-  return n
-}
 
 /** `--keep-days D`: a number of days above 0 (fractions allowed). */
 function days(value: unknown): number | undefined {
@@ -64,10 +56,10 @@ function bundlesOf(values: string[] | undefined): Record<string, string> | undef
 export function serveOptions(positionals: string[], values: Flags): ServerOptions {
   if (positionals.length > 0)
     throw new UsageError(`serve takes no positional arguments (got ${positionals.join(' ')})`)
-  const port = int(values.port, 'port', 0)
-  const concurrency = int(values.concurrency, 'concurrency', 1)
-  const jobNice = int(values['job-nice'], 'job-nice', 0)
-  const keepJobs = int(values['keep-jobs'], 'keep-jobs', 1)
+  const port = intFlag(values.port, 'port', 0)
+  const concurrency = intFlag(values.concurrency, 'concurrency', 1)
+  const jobNice = intFlag(values['job-nice'], 'job-nice', 0)
+  const keepJobs = intFlag(values['keep-jobs'], 'keep-jobs', 1)
   const keepDays = days(values['keep-days'])
   const bundles = bundlesOf(values.bundle as string[] | undefined)
   const gpuSets = values['gpu-set'] as string[] | undefined
