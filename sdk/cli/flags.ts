@@ -76,14 +76,16 @@ export function cancellation(): { signal: AbortSignal; exitCode(): number; dispo
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
   const codes: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
   let code = 130
-  const onSignal = (signal: NodeJS.Signals) => {
+  const stop = (signal: NodeJS.Signals, reason: string) => {
     code = codes[signal] ?? 130
-    controller.abort(signal === 'SIGINT' ? 'Ctrl-C' : signal)
+    controller.abort(reason)
   }
+  const onSignal = (signal: NodeJS.Signals) => stop(signal, signal === 'SIGINT' ? 'Ctrl-C' : signal)
   for (const s of signals) process.on(s, onSignal)
   const parent = process.ppid
   const watch = setInterval(() => {
-    if (process.ppid !== parent) onSignal('SIGHUP')
+    // exits like SIGHUP (129): the terminal or launcher that started us has gone
+    if (process.ppid !== parent) stop('SIGHUP', `the launcher (pid ${parent}) has gone`)
   }, 1000)
   watch.unref()
   return {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /** Where the server's token came from. */
@@ -16,7 +16,8 @@ export function newToken(): string {
 
 /**
  * The token: the option, else $TTT_VIDEO_TOKEN, else the one generated on an earlier start
- * (`<jobsDir>/token`, mode 0600), else a new one written there.
+ * (`<jobsDir>/token`), else a new one (`source: 'generated'`), which nothing has written yet: the server
+ * writes it with `saveToken` once it listens, so a server that fails to start leaves no token behind.
  */
 export function resolveToken(
   jobsDir: string,
@@ -29,15 +30,22 @@ export function resolveToken(
       throw new RangeError(`the token must be at least ${MIN_TOKEN_LENGTH} characters without spaces`)
     return { token: given, source: option !== undefined ? 'option' : 'env' }
   }
-  const file = join(jobsDir, TOKEN_FILE)
+  const file = tokenFile(jobsDir)
   if (existsSync(file)) {
     const stored = readFileSync(file, 'utf8').trim()
     if (stored.length >= MIN_TOKEN_LENGTH) return { token: stored, source: 'file' }
   }
-  const token = newToken()
-  writeFileSync(file, `${token}\n`, { mode: 0o600 })
-  chmodSync(file, 0o600)
-  return { token, source: 'generated' }
+  return { token: newToken(), source: 'generated' }
+}
+
+/** Where a generated token is kept. */
+export const tokenFile = (jobsDir: string) => join(jobsDir, TOKEN_FILE)
+
+/** Keeps a generated token for the next start (mode 0600). */
+export function saveToken(jobsDir: string, token: string): void {
+  mkdirSync(jobsDir, { recursive: true })
+  writeFileSync(tokenFile(jobsDir), `${token}\n`, { mode: 0o600 })
+  chmodSync(tokenFile(jobsDir), 0o600)
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest()

@@ -88,7 +88,7 @@ export function corsHeaders(req: IncomingMessage, allowed: readonly string[]): R
 }
 
 export const PREFLIGHT_HEADERS = {
-  'Access-Control-Allow-Methods': 'GET, HEAD, POST, OPTIONS',
+  'Access-Control-Allow-Methods': 'GET, HEAD, POST, DELETE, OPTIONS',
   'Access-Control-Allow-Headers': 'Authorization, Content-Type, Last-Event-ID, Range',
   'Access-Control-Max-Age': '600',
 }

@@ -14,12 +14,12 @@ export {
   type SseMessage,
   type TttVideoClient,
   type TttVideoClientHelpers,
-} from './client.js'
-export { openapiDocument } from './openapi.gen.js'
+} from './client/index.js'
+export { openapiDocument } from './openapi.js'
 export {
   ConfigOverrides as ConfigOverridesSchema,
   JobRequest as JobRequestSchema,
   Segment as SegmentSchema,
 } from './schemas.js'
-export { createServer, type ServerOptions, type TttVideoServer } from './server.js'
+export { createServer, PortInUseError, type ServerOptions, type TttVideoServer } from './server.js'
 export { DEMO_BUNDLE } from './validate.js'

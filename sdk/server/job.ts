@@ -1,19 +1,19 @@
 import type { RunEvent } from '../contracts/events.js'
+import { applyEvent, emptyProgress, type RunProgress } from '../contracts/fold.js'
 import type { components } from './api.gen.js'
-import { type JobState, ProgressTracker, TERMINAL_STATES } from './progress.js'
+import { type JobState, progressView, TERMINAL_STATES, videoSummaries } from './progress.js'
 import type { JobRecord, JobStore } from './store.js'
 
 export type JobStatus = components['schemas']['Job']
 
 /**
  * One job in memory: its record (mirrored to job.json), its events in order (the SSE ids are their
- * indexes), and its progress. Events of a job that is not running here are read from events.jsonl on
- * first use.
+ * indexes), and their fold. Events of a job that is not running here are read from disk on first use.
  */
 export class Job {
   private current: JobRecord
   private events: RunEvent[] | undefined
-  private tracker: ProgressTracker
+  private progress: RunProgress = emptyProgress()
   private readonly listeners = new Set<() => void>()
   /** Set while the job runs here. */
   controller: AbortController | undefined
@@ -25,7 +25,6 @@ export class Job {
     private readonly store: JobStore,
   ) {
     this.current = record
-    this.tracker = new ProgressTracker(record.videos_total)
   }
 
   get id(): string {
@@ -55,7 +54,7 @@ export class Job {
   allEvents(): readonly RunEvent[] {
     if (this.events === undefined) {
       this.events = []
-      this.tracker = new ProgressTracker(this.current.videos_total)
+      this.progress = emptyProgress()
       for (const event of this.store.readEvents(this.id)) this.apply(event)
     }
     return this.events
@@ -77,31 +76,25 @@ export class Job {
   toJson(): JobStatus {
     this.allEvents()
     const r = this.current
-    const base = `/v1/jobs/${r.id}/videos`
     return {
       id: r.id,
       state: r.state,
       created_at: r.created_at,
       started_at: r.started_at,
+      resumed_at: r.resumed_at,
       finished_at: r.finished_at,
       bundle: r.bundle,
       preset: r.preset,
       seed: r.seed,
-      progress: this.tracker.snapshot(r.state),
-      videos: this.tracker.videos().map((v) => ({
-        ...v,
-        url: `${base}/${v.index}`,
-        preview_url: `${base}/${v.index}/preview.gif`,
-        poster_url: `${base}/${v.index}/poster.png`,
-        subtitles_url: `${base}/${v.index}/subtitles.vtt`,
-      })),
+      progress: progressView(this.progress, r.state, r.videos_total),
+      videos: videoSummaries(this.progress, r.id),
       error: r.error,
     }
   }
 
   private apply(event: RunEvent): void {
     this.events!.push(event)
-    this.tracker.apply(event)
+    applyEvent(this.progress, event)
   }
 
   private notify(): void {

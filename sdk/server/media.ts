@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { FfmpegNotFoundError, poster, preview, subtitles } from '../video/index.js'
-import { HttpError, notFound } from './problem.js'
+import { HttpError } from './problem.js'
 import type { JobStore } from './store.js'
 
 export type Derived = 'preview' | 'poster' | 'subtitles'
@@ -110,7 +110,7 @@ export class VideoFiles {
   video(id: string, index: number, videosTotal: number): string {
     const folder = this.store.videoFolder(id, index)
     if (index >= videosTotal || !existsSync(join(folder, 'meta.json')))
-      throw notFound(`job ${id} has no finished video ${index}`)
+      throw new HttpError(404, 'video-not-found', `job ${id} has no finished video ${index}`)
     return join(folder, 'video.mp4')
   }
 

@@ -54,8 +54,6 @@ export class HttpError extends Error {
   }
 }
 
-export const notFound = (detail: string) => new HttpError(404, 'not-found', detail)
-
 /** A 422 listing each bad field of the request. */
 export function invalid(issues: (InputIssue | ProblemIssue)[], code?: string): HttpError {
   const list = issues.map(

@@ -1,56 +1,52 @@
-import type { RunEvent } from '../contracts/events.js'
-import { applyEvent, emptyProgress, type RunProgress } from '../contracts/fold.js'
+import type { RunProgress } from '../contracts/fold.js'
 import type { components } from './api.gen.js'
+
+// A job's progress as the API shows it: a view of the run's fold (sdk/contracts/fold.ts), which is the one
+// place that turns events into progress. Nothing here reads events.
 
 export type Progress = components['schemas']['Progress']
 export type JobState = components['schemas']['JobState']
+export type VideoSummary = components['schemas']['VideoSummary']
 
-/** What the status of a finished video says about it (its URLs are added by the job). */
-export interface VideoFacts {
-  index: number
-  frames: number
-  fps: number
-  seconds: number
-}
-
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'] as const
 export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled', 'interrupted']
 
-/** A job's progress: the run's fold (contracts/fold.ts) seen through the API's Progress schema. */
-export class ProgressTracker {
-  private progress: RunProgress = emptyProgress()
-  private readonly found = new Map<number, VideoFacts>()
+// the API's JobState and this list are the same set
+const _sameStates: [JobState] extends [(typeof JOB_STATES)[number]] ? true : never = true
+void _sameStates
 
-  constructor(private readonly videosTotal: number) {}
+const RUN_PHASES = ['loading', 'sampling', 'decoding'] as const satisfies readonly Progress['phase'][]
 
-  apply(event: RunEvent): void {
-    applyEvent(this.progress, event)
+/** The Progress of a job in `state` whose events folded into `p`. */
+export function progressView(p: RunProgress, state: JobState, videosTotal: number): Progress {
+  const ended = TERMINAL_STATES.includes(state)
+  const running = (RUN_PHASES as readonly string[]).includes(p.phase)
+    ? (p.phase as Progress['phase'])
+    : 'starting'
+  return {
+    phase: state === 'queued' ? 'queued' : ended || p.finished ? 'finished' : running,
+    videos_total: p.total ?? videosTotal,
+    videos_done: p.videos.size,
+    current_video: ended ? null : p.currentVideo,
+    step: p.step,
+    total_steps: p.totalSteps,
+    eta_seconds: ended ? null : p.eta,
   }
+}
 
-  /** Marks videos found complete on disk (a job loaded after a restart). */
-  addVideo(facts: VideoFacts): void {
-    this.found.set(facts.index, facts)
-  }
-
-  videos(): VideoFacts[] {
-    const all = new Map(this.found)
-    for (const v of this.progress.videos.values())
-      all.set(v.video, { index: v.video, frames: v.frames, fps: v.fps, seconds: v.seconds })
-    return [...all.values()].sort((a, b) => a.index - b.index)
-  }
-
-  snapshot(state: JobState): Progress {
-    const p = this.progress
-    const ended = TERMINAL_STATES.includes(state)
-    const phase =
-      p.phase === 'sampling' || p.phase === 'decoding' || p.phase === 'loading' ? p.phase : 'starting'
-    return {
-      phase: state === 'queued' ? 'queued' : ended || p.finished ? 'finished' : phase,
-      videos_total: p.total ?? this.videosTotal,
-      videos_done: this.videos().length,
-      current_video: ended ? null : p.currentVideo,
-      step: p.step,
-      total_steps: p.totalSteps,
-      eta_seconds: ended ? null : p.eta,
-    }
-  }
+/** The finished videos (written, or found complete and skipped) with their URLs, by index. */
+export function videoSummaries(p: RunProgress, jobId: string): VideoSummary[] {
+  const base = `/v1/jobs/${jobId}/videos`
+  return [...p.videos.values()]
+    .sort((a, b) => a.video - b.video)
+    .map((v) => ({
+      index: v.video,
+      frames: v.frames,
+      fps: v.fps,
+      seconds: v.seconds,
+      url: `${base}/${v.video}`,
+      preview_url: `${base}/${v.video}/preview.gif`,
+      poster_url: `${base}/${v.video}/poster.png`,
+      subtitles_url: `${base}/${v.video}/subtitles.vtt`,
+    }))
 }

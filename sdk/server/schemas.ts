@@ -1,11 +1,9 @@
 import * as z from 'zod'
 import { JobConfigSchema, type SectionName } from '../contracts/config/schema.js'
-import { RunEvent } from '../contracts/events.js'
 import type { Segment as StoryboardSegment } from '../contracts/storyboard.js'
 
-// The request bodies of the HTTP service, built from the SDK's own zod schemas (the config sections, the
-// event union). sdk/server/openapi.yaml holds their JSON Schema as components; test/unit/openapi.test.ts
-// compares the two (`apiJsonSchemas()` below), so they cannot drift apart.
+// The request bodies of the HTTP service, built from the SDK's own zod schemas (the config sections). Their
+// JSON Schema becomes components of the served OpenAPI document (openapi-document.ts); nothing copies it.
 
 /** One 3-second segment of a video, as in a storyboard file (sdk/storyboard). */
 export const Segment = z.strictObject({
@@ -89,27 +87,3 @@ export const JobRequest = z.strictObject({
   seed: z.int().min(0).optional().describe('Base seed (job.seed): video k uses a noise seed from (seed, k)'),
 })
 export type JobRequest = z.input<typeof JobRequest>
-
-/** The zod schemas behind components of openapi.yaml, by component name, with their direction. */
-const REQUEST_COMPONENTS = { Segment, ConfigOverrides, JobRequest }
-const RESPONSE_COMPONENTS = { RunEvent }
-
-/** The JSON Schema (2020-12, as OpenAPI 3.1 uses) of every zod-backed component, refs between them included. */
-export function apiJsonSchemas(): Record<string, Record<string, unknown>> {
-  const out: Record<string, Record<string, unknown>> = {}
-  for (const [components, io] of [
-    [REQUEST_COMPONENTS, 'input'],
-    [RESPONSE_COMPONENTS, 'output'],
-  ] as const) {
-    const registry = z.registry<{ id: string }>()
-    for (const [id, schema] of Object.entries(components)) registry.add(schema, { id })
-    const { schemas } = z.toJSONSchema(registry, { io, uri: (id) => `#/components/schemas/${id}` }) as {
-      schemas: Record<string, Record<string, unknown>>
-    }
-    for (const [id, schema] of Object.entries(schemas)) {
-      const { $schema: _s, $id: _i, ...rest } = schema
-      out[id] = rest
-    }
-  }
-  return out
-}

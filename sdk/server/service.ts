@@ -1,13 +1,12 @@
-import { createWriteStream, readFileSync } from 'node:fs'
-import { setPriority } from 'node:os'
-import { CancelledError, TttVideoError } from '../errors.js'
-import { generate } from '../runs/generate.js'
+import type { BridgeUses } from './bridge-use.js'
 import { newJobId } from './ids.js'
 import { Job } from './job.js'
-import { HttpError, notFound } from './problem.js'
+import { HttpError } from './problem.js'
 import type { JobState } from './progress.js'
-import { type JobRecord, JobStore, processAlive } from './store.js'
-import { generateOptions, type Limits, type Slot, validateRequest } from './validate.js'
+import { jobsToRemove, type Retention } from './retention.js'
+import { runJob, stopOrphan } from './runner.js'
+import { type JobRecord, JobStore } from './store.js'
+import { type Limits, type Slot, validateRequest } from './validate.js'
 
 export interface JobServiceOptions {
   jobsDir: string
@@ -18,11 +17,16 @@ export interface JobServiceOptions {
   maxQueued: number
   /** Run again the jobs a stopped server left `running` or `interrupted` (default: mark them interrupted). */
   resume: boolean
+  /** Which ended jobs are deleted on their own (at start and after each job ends). */
+  retention: Retention
   venvDir: string | undefined
   /** Niceness of the job processes (0: as the server's); they then leave the CPU to the HTTP side first. */
   jobNice: number
+  bridge: BridgeUses
   onLog: (message: string) => void
 }
+
+export const jobNotFound = (id: string) => new HttpError(404, 'job-not-found', `no job ${id}`)
 
 /**
  * The jobs and their queue: jobs start in submission order, one per free slot (a slot is a GPU set, or
@@ -35,14 +39,21 @@ export class JobService {
   private readonly freeSlots: Slot[]
   private readonly running = new Map<Job, Promise<void>>()
   private closing = false
+  private started = false
 
   constructor(private readonly options: JobServiceOptions) {
     this.store = new JobStore(options.jobsDir)
     this.freeSlots = [...options.slots]
   }
 
-  /** Loads the jobs on disk; queued ones are queued again, interrupted ones marked (or re-queued). */
+  /**
+   * Loads the jobs on disk (queued ones are queued again, interrupted ones marked or re-queued) and
+   * applies the retention. Nothing runs before `start()`.
+   */
   load(): void {
+    this.jobs.clear()
+    this.pending.length = 0
+    this.store.removeLeftovers()
     const records = this.store.list(this.options.onLog)
     records.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
     for (const record of records) {
@@ -58,6 +69,12 @@ export class JobService {
         this.pending.push(job)
       }
     }
+    this.applyRetention()
+  }
+
+  /** Starts the queue. */
+  start(): void {
+    this.started = true
     this.schedule()
   }
 
@@ -77,24 +94,19 @@ export class JobService {
         headers: { 'Retry-After': '30' },
       })
     }
-    const input = await validateRequest(body, {
-      bundles: this.options.bundles,
-      defaultBundle: this.options.defaultBundle,
-      limits: this.options.limits,
-      venvDir: this.options.venvDir,
-      slot: this.options.slots[0]!,
-    })
+    const input = await validateRequest(body, { ...this.options, slot: this.options.slots[0]! })
     const now = new Date()
     const record: JobRecord = {
-      version: 1,
+      version: 2,
       id: newJobId(now),
       state: 'queued',
       created_at: now.toISOString(),
       started_at: null,
+      resumed_at: null,
       finished_at: null,
       bundle: input.bundle,
       preset: input.preset ?? null,
-      seed: input.seed ?? null,
+      seed: input.seed,
       videos_total: input.storyboards.length,
       error: null,
       pid: null,
@@ -109,7 +121,7 @@ export class JobService {
 
   get(id: string): Job {
     const job = this.jobs.get(id)
-    if (!job) throw notFound(`no job ${id}`)
+    if (!job) throw jobNotFound(id)
     return job
   }
 
@@ -127,11 +139,25 @@ export class JobService {
     if (queued >= 0) {
       this.pending.splice(queued, 1)
       job.update({ state: 'cancelled', finished_at: new Date().toISOString() })
+      this.applyRetention()
     } else if (job.controller && job.stopReason === undefined) {
       job.stopReason = 'cancel'
       job.controller.abort('cancelled through the HTTP API')
     }
     return job
+  }
+
+  /** Deletes an ended job and its folder; a queued or running one is a 409 (cancel it first). */
+  delete(id: string): void {
+    const job = this.get(id)
+    if (!job.ended)
+      throw new HttpError(
+        409,
+        'job-not-ended',
+        `job ${id} is ${job.state}; cancel it first (POST /v1/jobs/${id}/cancel) and delete it once it has ended`,
+      )
+    this.jobs.delete(id)
+    this.store.remove(id)
   }
 
   /** Stops taking jobs, stops the running ones (they become `interrupted`) and waits for them. */
@@ -144,85 +170,32 @@ export class JobService {
     await Promise.all(this.running.values())
   }
 
+  /** Deletes the ended jobs beyond the retention (none while shutting down: those are being interrupted). */
+  private applyRetention(): void {
+    if (this.closing) return
+    const records = [...this.jobs.values()].map((j) => j.record)
+    for (const id of jobsToRemove(records, this.options.retention, new Date())) {
+      try {
+        this.delete(id)
+        this.options.onLog(`deleted job ${id} (beyond the retention: --keep-jobs / --keep-days)`)
+      } catch (e) {
+        this.options.onLog(`could not delete job ${id}: ${(e as Error).message}`)
+      }
+    }
+  }
+
   private schedule(): void {
-    while (!this.closing && this.freeSlots.length > 0 && this.pending.length > 0) {
+    while (this.started && !this.closing && this.freeSlots.length > 0 && this.pending.length > 0) {
       const job = this.pending.shift()!
       const slot = this.freeSlots.shift()!
-      const done = this.execute(job, slot).finally(() => {
+      const done = runJob(job, slot, { ...this.options, store: this.store }).finally(() => {
         this.running.delete(job)
         this.freeSlots.push(slot)
         this.freeSlots.sort((a, b) => a.index - b.index)
+        this.applyRetention()
         this.schedule()
       })
       this.running.set(job, done)
     }
   }
-
-  private async execute(job: Job, slot: Slot): Promise<void> {
-    const controller = new AbortController()
-    job.controller = controller
-    job.stopReason = undefined
-    job.allEvents() // loaded before the run starts: from now on they come from the run
-    this.store.archiveEvents(job.id)
-    job.update({ state: 'running', started_at: new Date().toISOString(), finished_at: null, error: null })
-    const log = createWriteStream(this.store.logFile(job.id), { flags: 'a' })
-    log.on('error', () => {})
-    let outcome: Partial<JobRecord>
-    try {
-      const input = this.store.readInput(job.id)
-      const bundlePath = this.options.bundles[input.bundle]
-      if (bundlePath === undefined)
-        throw new TttVideoError('CONFIG', `bundle "${input.bundle}" is not configured on this server`)
-      const run = await generate(input.storyboards, {
-        ...generateOptions(input, bundlePath, slot, this.options.venvDir),
-        runDir: this.store.runDir(job.id),
-        signal: controller.signal,
-        onLog: ({ stream, line }) => log.write(`${stream}: ${line}\n`),
-        onNotice: (message) => log.write(`note: ${message}\n`),
-      })
-      if (run.pid !== undefined && this.options.jobNice > 0) lowerPriority(run.pid, this.options.jobNice)
-      job.update({ pid: run.pid ?? null })
-      for await (const event of run) job.push(event)
-      await run.result
-      outcome = { state: 'succeeded' }
-    } catch (e) {
-      if (job.stopReason === 'shutdown') outcome = { state: 'interrupted' }
-      else if (job.stopReason === 'cancel' || e instanceof CancelledError) outcome = { state: 'cancelled' }
-      else {
-        const code = e instanceof TttVideoError ? e.code : 'INTERNAL'
-        outcome = { state: 'failed', error: { code, message: (e as Error).message } }
-        this.options.onLog(`job ${job.id} failed: ${(e as Error).message.split('\n')[0]}`)
-      }
-    } finally {
-      await new Promise<void>((resolve) => log.end(resolve))
-      job.controller = undefined
-    }
-    job.update({ ...outcome, pid: null, finished_at: new Date().toISOString() })
-  }
-}
-
-/**
- * Lowers the priority of a job's process as soon as it starts: the threads and processes it makes later
- * (torch's thread pool, torchrun's workers) inherit it.
- */
-function lowerPriority(pid: number, nice: number): void {
-  try {
-    setPriority(pid, nice)
-  } catch {
-    // gone already, or not allowed: the job runs at the server's priority
-  }
-}
-
-/** Kills the process group a crashed server left running, when it still looks like ours. */
-function stopOrphan(pid: number, onLog: (message: string) => void): void {
-  if (!processAlive(pid)) return
-  let cmdline = ''
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-  } catch {}
-  if (!cmdline.includes('ttt_video') && !cmdline.includes('torch.distributed.run')) return
-  try {
-    process.kill(-pid, 'SIGKILL')
-    onLog(`stopped the processes (group ${pid}) of a job a previous server left running`)
-  } catch {}
 }

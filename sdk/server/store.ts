@@ -10,53 +10,62 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { join, resolve } from 'node:path'
+import * as z from 'zod'
 import type { ConfigObject } from '../contracts/config/index.js'
 import { RunEvent } from '../contracts/events.js'
+import { RUN_FILES, videoDir } from '../contracts/run-dir.js'
 import type { Video } from '../contracts/storyboard.js'
-import type { components } from './api.gen.js'
 import { isJobId } from './ids.js'
-import type { JobState, VideoFacts } from './progress.js'
+import { JOB_STATES } from './progress.js'
+import { JOB_ID_PATTERN } from './schemas.js'
 
 // A job is a folder under the jobs directory, and nothing else holds its state:
 //   <jobs-dir>/<id>/job.json      the small state record below (rewritten atomically on each change)
 //   <jobs-dir>/<id>/request.json  the validated request (storyboards, bundle name, preset, overrides, seed)
-//   <jobs-dir>/<id>/run/          the run directory of generate() (config.toml, events.jsonl, prompt-<k>/)
+//   <jobs-dir>/<id>/run/          the run directory of generate() (config.toml, events.jsonl, video-<k>/)
 //   <jobs-dir>/<id>/output.log    what the Python processes printed
 //   <jobs-dir>/<id>/events-<k>.jsonl  the events of attempt k of a job that was resumed
+// A deleted job is first renamed to `.deleted-<id>` (not a job id: never listed), then removed.
 
-export type JobError = components['schemas']['JobError']
+const time = z.iso.datetime()
 
-export interface JobRecord {
-  version: 1
-  id: string
-  state: JobState
-  created_at: string
-  started_at: string | null
-  finished_at: string | null
-  bundle: string
-  preset: string | null
-  seed: number | null
-  videos_total: number
-  error: JobError | null
+/** job.json. */
+export const JobRecord = z.object({
+  version: z.literal(2),
+  id: z.string().regex(JOB_ID_PATTERN),
+  state: z.enum(JOB_STATES),
+  created_at: time,
+  /** When the job first started; a resumed job keeps it. */
+  started_at: time.nullable(),
+  /** When the job last started again after an interruption (`--resume`); null if it never was. */
+  resumed_at: time.nullable(),
+  finished_at: time.nullable(),
+  bundle: z.string(),
+  preset: z.string().nullable(),
+  /** The base seed the job runs with: the request's, else the resolved config's job.seed. */
+  seed: z.int(),
+  videos_total: z.int().min(1),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
   /** Process group leader of the running job (to stop what a crashed server left behind). */
-  pid: number | null
-}
+  pid: z.int().nullable(),
+})
+export type JobRecord = z.infer<typeof JobRecord>
+export type JobError = NonNullable<JobRecord['error']>
 
-/** What a job runs: the request as validated, with the bundle resolved to its name. */
+/** What a job runs: the request as validated, with the bundle resolved to its name and the seed to a number. */
 export interface JobInput {
   storyboards: Video[]
   bundle: string
   preset?: string
   overrides?: ConfigObject
-  seed?: number
+  seed: number
 }
 
 export class JobStore {
   readonly root: string
 
   constructor(root: string) {
-    this.root = resolve(root)
-    mkdirSync(this.root, { recursive: true })
+    this.root = resolve(root) // made by lock(): nothing is written before the server starts
   }
 
   jobDir(id: string): string {
@@ -73,7 +82,7 @@ export class JobStore {
   }
 
   videoFolder(id: string, index: number): string {
-    return join(this.runDir(id), `prompt-${index}`)
+    return videoDir(this.runDir(id), index)
   }
 
   create(record: JobRecord, input: JobInput): void {
@@ -98,9 +107,10 @@ export class JobStore {
       if (!entry.isDirectory() || !isJobId(entry.name)) continue
       const file = join(this.root, entry.name, 'job.json')
       try {
-        const record = JSON.parse(readFileSync(file, 'utf8')) as JobRecord
-        if (record.id !== entry.name) throw new Error(`its id is ${record.id}`)
-        out.push(record)
+        const parsed = JobRecord.safeParse(JSON.parse(readFileSync(file, 'utf8')))
+        if (!parsed.success) throw new Error(z.prettifyError(parsed.error).replace(/\n/g, '; '))
+        if (parsed.data.id !== entry.name) throw new Error(`its id is ${parsed.data.id}`)
+        out.push(parsed.data)
       } catch (e) {
         onProblem(`skipped ${file}: ${(e as Error).message}`)
       }
@@ -114,7 +124,7 @@ export class JobStore {
    * the run's follower reads them.
    */
   readEvents(id: string): RunEvent[] {
-    const files = [...this.archivedEventFiles(id), join(this.runDir(id), 'events.jsonl')]
+    const files = [...this.archivedEventFiles(id), join(this.runDir(id), RUN_FILES.events)]
     return files.flatMap(readEventFile)
   }
 
@@ -123,7 +133,7 @@ export class JobStore {
    * own events (an error event of the stopped attempt must not fail it), and the job keeps them all.
    */
   archiveEvents(id: string): void {
-    const current = join(this.runDir(id), 'events.jsonl')
+    const current = join(this.runDir(id), RUN_FILES.events)
     if (!existsSync(current)) return
     renameSync(current, join(this.jobDir(id), `events-${this.archivedEventFiles(id).length}.jsonl`))
   }
@@ -136,25 +146,29 @@ export class JobStore {
       .map((m) => join(this.jobDir(id), m[0]))
   }
 
-  /** The facts of a complete video (its folder has meta.json, written last), or undefined. */
-  videoFacts(id: string, index: number): VideoFacts | undefined {
-    try {
-      const meta = JSON.parse(readFileSync(join(this.videoFolder(id, index), 'meta.json'), 'utf8')) as Record<
-        string,
-        unknown
-      >
-      const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0)
-      return { index, frames: num(meta.frames), fps: num(meta.fps), seconds: num(meta.seconds) }
-    } catch {
-      return undefined
+  /**
+   * Deletes a job's folder: renamed first (so that a crash halfway leaves no half job that looks whole),
+   * then removed.
+   */
+  remove(id: string): void {
+    const doomed = join(this.root, `.deleted-${id}`)
+    renameSync(this.jobDir(id), doomed)
+    rmSync(doomed, { recursive: true, force: true })
+  }
+
+  /** Removes what deletions interrupted by a crash left behind. */
+  removeLeftovers(): void {
+    for (const name of readdirSync(this.root)) {
+      if (name.startsWith('.deleted-')) rmSync(join(this.root, name), { recursive: true, force: true })
     }
   }
 
   /**
-   * Claims the jobs directory for this process (`server.lock` holds its pid); fails when another live
-   * process holds it. `unlock()` gives it back.
+   * Claims the jobs directory for this process (`server.lock` holds its pid), making it if need be; fails
+   * when another live process holds it. `unlock()` gives it back.
    */
   lock(): void {
+    mkdirSync(this.root, { recursive: true })
     const file = join(this.root, 'server.lock')
     for (let attempt = 0; attempt < 2; attempt++) {
       try {

@@ -32,8 +32,8 @@ describe('Python bridge process lifetime', () => {
   const script = join(out, 'run.mjs')
 
   beforeAll(() => {
-    const bridgeFiles = readdirSync(join(ROOT, 'sdk', 'runtime', 'bridge')).map((f) => `runtime/bridge/${f}`)
-    for (const file of ['errors.ts', 'runtime/paths.ts', ...bridgeFiles]) {
+    const bridgeFiles = readdirSync(join(ROOT, 'sdk', 'python', 'bridge')).map((f) => `python/bridge/${f}`)
+    for (const file of ['errors.ts', 'python/paths.ts', ...bridgeFiles]) {
       const source = ts.sys.readFile(join(ROOT, 'sdk', file))!
       const js = ts.transpileModule(source, {
         compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
@@ -46,6 +46,25 @@ describe('Python bridge process lifetime', () => {
       script,
       `import { startBridge } from './sdk/python/bridge/index.js'
 const [mode, python, sysPath] = process.argv.slice(2)
+if (mode === 'restart') {
+  // The first Python's proxies are collected while the second runs: their ids must not free its objects.
+  await (async () => {
+    const first = await startBridge({ python, sysPath: [sysPath] })
+    await first.call('bridge_targets.echo', { a: 1 })
+    await first.close()
+  })()
+  const second = await startBridge({ python, sysPath: [sysPath] })
+  console.log(JSON.stringify({ pid: second.pid }))
+  const answers = []
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc()
+    await new Promise((r) => setTimeout(r, 1200)) // pythonia sends the collected ids once a second
+    answers.push(await second.call('bridge_targets.echo', { a: i }).catch((e) => String(e)))
+  }
+  console.log(JSON.stringify({ answers }))
+  await second.close()
+  process.exit(0)
+}
 const bridge = await startBridge({ python, sysPath: [sysPath] })
 console.log(JSON.stringify({ pid: bridge.pid }))
 if (mode === 'close') { await bridge.call('bridge_targets.echo', { a: 1 }); await bridge.close() }
@@ -81,7 +100,7 @@ if (mode === 'bad') {}
   afterAll(() => rmSync(out, { recursive: true, force: true }))
 
   const runScript = (mode: string, python = PYTHON) =>
-    execa('node', [script, mode, python, TARGETS], { reject: false, timeout: 15_000 })
+    execa('node', ['--expose-gc', script, mode, python, TARGETS], { reject: false, timeout: 15_000 })
 
   it.each(['close', 'idle', 'idle-after-progress'])(
     'node exits by itself after %s and leaves no Python',
@@ -127,6 +146,12 @@ if (mode === 'bad') {}
     const again = JSON.parse(lines[2]!) as { again: unknown; pid: number }
     expect(again.again).toEqual({ a: 1 })
     expect(again.pid).not.toBe(JSON.parse(lines[0]!).pid)
+  })
+
+  it("a restarted bridge keeps its objects when the first one's proxies are collected", async () => {
+    const r = await runScript('restart')
+    expect(r.exitCode).toBe(0)
+    expect(JSON.parse(r.stdout.split('\n')[1]!)).toEqual({ answers: [{ a: 0 }, { a: 1 }, { a: 2 }] })
   })
 
   it('Python dies with Node even in the middle of a call', async () => {

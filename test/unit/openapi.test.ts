@@ -4,77 +4,92 @@ import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { serveOptions } from '../../sdk/cli/commands/serve.js'
+import { RunEvent } from '../../sdk/contracts/events.js'
 import { bearerToken, tokensEqual } from '../../sdk/server/auth.js'
 import { isJobId, newJobId } from '../../sdk/server/ids.js'
+import { formatPath } from '../../sdk/server/issue-paths.js'
 import { parseRange } from '../../sdk/server/media.js'
-import { openapiDocument } from '../../sdk/server/openapi.gen.js'
-import { match, routes } from '../../sdk/server/routes.js'
-import { apiJsonSchemas, JobRequest } from '../../sdk/server/schemas.js'
-import { formatPath } from '../../sdk/server/validate.js'
+import { openapiDocument } from '../../sdk/server/openapi.js'
+import { buildOpenApiDocument, refsOf, zodComponentSchemas } from '../../sdk/server/openapi-document.js'
+import { jobsToRemove } from '../../sdk/server/retention.js'
+import { match, routes } from '../../sdk/server/routes/index.js'
+import { JobRequest } from '../../sdk/server/schemas.js'
+import type { JobRecord } from '../../sdk/server/store.js'
 import { ROOT } from '../helpers.js'
 
 interface OpenApi {
   paths: Record<string, Record<string, unknown>>
   components: { schemas: Record<string, unknown> }
 }
-const spec = parse(readFileSync(join(ROOT, 'sdk', 'server', 'openapi.yaml'), 'utf8')) as OpenApi
+const handWritten = parse(readFileSync(join(ROOT, 'sdk', 'server', 'openapi.yaml'), 'utf8')) as OpenApi
+const served = openapiDocument as unknown as OpenApi
 
-describe('openapi.yaml', () => {
-  it('holds the JSON Schema of the SDK zod schemas it reuses (no drift)', () => {
-    const fromZod = apiJsonSchemas()
+describe('the OpenAPI document', () => {
+  it('is openapi.yaml plus the JSON Schema of the zod schemas, which the YAML does not copy', () => {
+    expect(served).toEqual(buildOpenApiDocument(handWritten as never))
+    const fromZod = zodComponentSchemas()
     expect(Object.keys(fromZod).sort()).toEqual(['ConfigOverrides', 'JobRequest', 'RunEvent', 'Segment'])
     for (const [id, schema] of Object.entries(fromZod)) {
-      expect([id, spec.components.schemas[id]]).toEqual([id, schema])
+      expect(handWritten.components.schemas[id]).toBeUndefined()
+      expect([id, served.components.schemas[id]]).toEqual([id, schema])
     }
+    // the event union is the SDK's: every event type of sdk/contracts/events.ts is in it
+    const eventTypes = (
+      fromZod.RunEvent as { oneOf: { properties: { type: { const: string } } }[] }
+    ).oneOf.map((o) => o.properties.type.const)
+    expect(eventTypes.sort()).toEqual(RunEvent.options.map((o) => o.shape.type.value).sort())
   })
 
-  it('resolves every $ref', () => {
-    const refs = new Set<string>()
-    const walk = (v: unknown) => {
-      if (Array.isArray(v)) v.forEach(walk)
-      else if (v && typeof v === 'object') {
-        for (const [k, x] of Object.entries(v)) {
-          if (k === '$ref' && typeof x === 'string') refs.add(x)
-          else walk(x)
-        }
-      }
-    }
-    walk(spec)
-    expect(refs.size).toBeGreaterThan(10)
-    for (const ref of refs) {
-      const target = ref
-        .replace(/^#\//, '')
-        .split('/')
-        .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], spec)
-      expect([ref, target !== undefined]).toEqual([ref, true])
-    }
+  it('is refused when the YAML copies a zod component or a $ref points nowhere', () => {
+    const copy = structuredClone(handWritten)
+    copy.components.schemas.Segment = { type: 'object' }
+    expect(() => buildOpenApiDocument(copy as never)).toThrow(/defines Segment/)
+    const dangling = structuredClone(handWritten)
+    dangling.components.schemas.Extra = { $ref: '#/components/schemas/Nowhere' }
+    expect(() => buildOpenApiDocument(dangling as never)).toThrow(/Nowhere/)
+    expect(refsOf(served).size).toBeGreaterThan(10)
   })
 
-  it('the generated files are up to date (api.gen.ts, openapi.gen.ts: the --check mode)', async () => {
+  it('the generated files are up to date (openapi.gen.json, api.gen.ts: the --check mode)', async () => {
     const r = await execa('node', [join(ROOT, 'scripts', 'generate-api-types.mjs'), '--check'], {
       reject: false,
       cwd: ROOT,
     })
     expect([r.exitCode, r.stderr]).toEqual([0, ''])
-    expect(openapiDocument).toEqual(spec) // what /openapi.json serves
   })
 
   it('every operation of the document has a route, and every route is in the document', () => {
     const table = routes({} as never)
     const sample = (path: string) => path.replace('{id}', '20261125-101500-1a2b3c4d').replace('{index}', '0')
-    const operations = Object.entries(spec.paths).flatMap(([path, item]) =>
+    const operations = Object.entries(served.paths).flatMap(([path, item]) =>
       Object.keys(item)
         .filter((k) => ['get', 'post', 'put', 'delete', 'head', 'patch'].includes(k))
         .map((method) => [method.toUpperCase(), path] as const),
     )
     for (const [method, path] of operations) expect(() => match(table, method, sample(path))).not.toThrow()
-    const documented = new Set(Object.keys(spec.paths).map(sample))
+    const documented = new Set(Object.keys(served.paths).map(sample))
     for (const route of table) {
       const example = [...documented].find((p) => route.pattern.test(p))
       expect([String(route.pattern), example !== undefined]).toEqual([String(route.pattern), true])
     }
   })
 })
+
+const record: JobRecord = {
+  version: 2,
+  id: '20261125-000000-00000000',
+  state: 'succeeded',
+  created_at: '2026-11-25T00:00:00.000Z',
+  started_at: null,
+  resumed_at: null,
+  finished_at: null,
+  bundle: 'demo',
+  preset: null,
+  seed: 42,
+  videos_total: 1,
+  error: null,
+  pid: null,
+}
 
 describe('request schema and helpers', () => {
   it('JobRequest takes storyboards and overrides, not paths or unknown sections', () => {
@@ -137,9 +152,39 @@ describe('request schema and helpers', () => {
       resume: true,
       jobNice: 0,
     })
+    expect(serveOptions([], { 'keep-jobs': '20', 'keep-days': '0.5' })).toEqual({
+      keepJobs: 20,
+      keepDays: 0.5,
+    })
+    expect(() => serveOptions([], { 'keep-jobs': '0' })).toThrow(/--keep-jobs must be a whole number >= 1/)
+    for (const days of ['0', '-1', 'week', '1e3'])
+      expect(() => serveOptions([], { 'keep-days': days })).toThrow(/--keep-days must be a number of days/)
     expect(() => serveOptions([], { bundle: ['nopath'] })).toThrow(/NAME=PATH/)
     expect(() => serveOptions([], { port: '70000' })).toThrow(/65535/)
+    for (const port of ['0x10', '1e3', '80.5'])
+      expect(() => serveOptions([], { port })).toThrow(/--port must be/)
     expect(() => serveOptions(['x'], {})).toThrow(/positional/)
+  })
+
+  it('retention: the newest keepJobs ended jobs stay, those ended keepDays ago go, live ones never', () => {
+    const now = new Date('2026-11-25T12:00:00Z')
+    let n = 0
+    const job = (state: JobRecord['state'], daysAgo: number): JobRecord => {
+      const at = new Date(now.getTime() - daysAgo * 86_400_000).toISOString()
+      const id = `20261125-000000-${(n++).toString(16).padStart(8, '0')}`
+      const ended = !['queued', 'running'].includes(state)
+      return { ...record, id, state, created_at: at, finished_at: ended ? at : null }
+    }
+    const jobs = [job('succeeded', 9), job('failed', 3), job('cancelled', 1), job('interrupted', 0.2)]
+    const live = [job('queued', 30), job('running', 20)]
+    const ids = (keepJobs: number | undefined, keepDays: number | undefined) =>
+      jobsToRemove([...live, ...jobs], { keepJobs, keepDays }, now).sort()
+    expect(ids(undefined, undefined)).toEqual([])
+    expect(ids(2, undefined)).toEqual([jobs[0]!.id, jobs[1]!.id])
+    expect(ids(undefined, 2)).toEqual([jobs[0]!.id, jobs[1]!.id])
+    expect(ids(undefined, 0.5)).toEqual([jobs[0]!.id, jobs[1]!.id, jobs[2]!.id])
+    expect(ids(3, 5)).toEqual([jobs[0]!.id]) // either rule removes
+    expect(ids(1, 100)).toEqual([jobs[0]!.id, jobs[1]!.id, jobs[2]!.id])
   })
 
   it('byte ranges', () => {

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
-import { createServer, DEMO_BUNDLE, type ServerOptions } from '../../server/index.js'
-import { type Command, cancellation, err, type Flags, UsageError } from '../flags.js'
+import { createServer, DEMO_BUNDLE, PortInUseError, type ServerOptions } from '../../server/index.js'
+import { type Command, cancellation, err, type Flags, intFlag, UsageError } from '../flags.js'
 
 // `ttt-video serve`: the HTTP job service (docs/server.md).
 
@@ -15,6 +15,8 @@ const SERVE_FLAGS = {
   concurrency: { type: 'string' },
   'gpu-set': { type: 'string', multiple: true },
   resume: { type: 'boolean' },
+  'keep-jobs': { type: 'string' },
+  'keep-days': { type: 'string' },
   'cors-origin': { type: 'string', multiple: true },
   'job-nice': { type: 'string' },
   venv: { type: 'string' },
@@ -22,14 +24,15 @@ const SERVE_FLAGS = {
 
 const SERVE_USAGE =
   'ttt-video serve [--host H] [--port N] [--token T] [--bundle NAME=PATH]... [--default-bundle NAME]\n' +
-  '                [--jobs-dir DIR] [--concurrency N | --gpu-set 0,1 ...] [--resume] [--cors-origin ORIGIN]...\n' +
-  '                [--job-nice N] [--venv DIR]'
+  '                [--jobs-dir DIR] [--concurrency N | --gpu-set 0,1 ...] [--resume] [--keep-jobs N]\n' +
+  '                [--keep-days D] [--cors-origin ORIGIN]... [--job-nice N] [--venv DIR]'
 
-function int(value: unknown, name: string, min: number): number | undefined {
+/** `--keep-days D`: a number of days above 0 (fractions allowed). */
+function days(value: unknown): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
-  if (!Number.isInteger(n) || n < min)
-    throw new UsageError(`--${name} must be a whole number >= ${min}, got "${value}"`)
+  if (!/^\d+(\.\d+)?$/.test(String(value)) || !(n > 0))
+    throw new UsageError(`--keep-days must be a number of days above 0, like 7 or 0.5, got "${value}"`)
   return n
 }
 
@@ -53,9 +56,11 @@ function bundlesOf(values: string[] | undefined): Record<string, string> | undef
 export function serveOptions(positionals: string[], values: Flags): ServerOptions {
   if (positionals.length > 0)
     throw new UsageError(`serve takes no positional arguments (got ${positionals.join(' ')})`)
-  const port = int(values.port, 'port', 0)
-  const concurrency = int(values.concurrency, 'concurrency', 1)
-  const jobNice = int(values['job-nice'], 'job-nice', 0)
+  const port = intFlag(values.port, 'port', 0)
+  const concurrency = intFlag(values.concurrency, 'concurrency', 1)
+  const jobNice = intFlag(values['job-nice'], 'job-nice', 0)
+  const keepJobs = intFlag(values['keep-jobs'], 'keep-jobs', 1)
+  const keepDays = days(values['keep-days'])
   const bundles = bundlesOf(values.bundle as string[] | undefined)
   const gpuSets = values['gpu-set'] as string[] | undefined
   const cors = values['cors-origin'] as string[] | undefined
@@ -70,6 +75,8 @@ export function serveOptions(positionals: string[], values: Flags): ServerOption
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(gpuSets && gpuSets.length > 0 ? { gpuSets } : {}),
     ...(values.resume === true ? { resume: true } : {}),
+    ...(keepJobs !== undefined ? { keepJobs } : {}),
+    ...(keepDays !== undefined ? { keepDays } : {}),
     ...(cors && cors.length > 0 ? { corsOrigins: cors } : {}),
     ...(values.venv ? { venvDir: values.venv as string } : {}),
     ...(jobNice !== undefined ? { jobNice } : {}),
@@ -89,6 +96,18 @@ function announce(server: ReturnType<typeof createServer>, url: string, host: st
     err('ttt-video serve: warning: listening beyond loopback; put TLS (a reverse proxy) in front of it')
 }
 
+/** Listens; a port in use is said in terms of the flag that chooses another. */
+async function listen(server: ReturnType<typeof createServer>): Promise<string> {
+  try {
+    return await server.listen()
+  } catch (e) {
+    if (!(e instanceof PortInUseError)) throw e
+    throw new UsageError(
+      `port ${e.port} on ${e.host} is already in use (another ttt-video serve?); choose another with --port N (--port 0 picks a free one)`,
+    )
+  }
+}
+
 /**
  * Runs the service until SIGINT, SIGTERM or SIGHUP, or until the process that started it has gone;
  * running jobs are then stopped and marked interrupted.
@@ -106,7 +125,7 @@ async function serve(positionals: string[], values: Flags): Promise<number> {
   }
   const stop = cancellation()
   try {
-    announce(server, await server.listen(), values.host ? String(values.host) : '127.0.0.1')
+    announce(server, await listen(server), values.host ? String(values.host) : '127.0.0.1')
     await new Promise<void>((resolve) =>
       stop.signal.addEventListener('abort', () => resolve(), { once: true }),
     )

@@ -25,10 +25,36 @@ export interface Pythonia {
   python: ((module: string) => Promise<PyFacade>) & { exit(): void; setFastMode(on: boolean): void }
   com: PythoniaCom
   /** pythonia's Bridge: `loop` is the 1 s interval that frees proxies. */
-  bridge: { loop?: NodeJS.Timeout; runTasks: () => void } | undefined
+  bridge: PythoniaBridge | undefined
+}
+
+interface PythoniaBridge {
+  loop?: NodeJS.Timeout
+  runTasks: () => void
+  /** Python object ids whose JS proxies were collected, sent to Python to free each second. */
+  freeable: number[]
+  finalizer: { register(value: object, ffid: number): void }
+  jsi: { m: Record<number, unknown> }
 }
 
 let pythonia: Pythonia | undefined
+/** Which Python process of this Node process is current (pythonia restarts Python in place). */
+let session = 0
+
+/**
+ * pythonia frees a Python object when its JS proxy is garbage-collected. A proxy of an earlier Python
+ * process can be collected after a restart, and its id then names another object of the new process
+ * (ids restart at 1: the facade itself), which pythonia would free. So proxies are registered with
+ * their session, and only the current session's ids are freed.
+ */
+function freeOnlyCurrentSession(bridge: PythoniaBridge): void {
+  const registry = new FinalizationRegistry(({ ffid, of }: { ffid: number; of: number }) => {
+    if (of !== session) return
+    bridge.freeable.push(ffid)
+    delete bridge.jsi.m[ffid]
+  })
+  bridge.finalizer = { register: (value, ffid) => registry.register(value, { ffid, of: session }) }
+}
 
 /** Sets environment variables until the returned function restores them. */
 function setEnv(vars: Record<string, string>): () => void {
@@ -66,11 +92,16 @@ export async function spawnPython(python: string, env: Record<string, string>): 
   try {
     if (!pythonia) {
       pythonia = await loadPythonia()
+      if (pythonia.bridge) freeOnlyCurrentSession(pythonia.bridge)
     } else if (!pythonia.com.proc) {
+      session++
       pythonia.com.start()
       // python.exit() stopped the proxy-freeing interval; a restarted bridge needs it again.
       const b = pythonia.bridge
-      if (b) b.loop = setInterval(b.runTasks, 1000)
+      if (b) {
+        b.freeable = []
+        b.loop = setInterval(b.runTasks, 1000)
+      }
     }
   } finally {
     restore()
