@@ -130,13 +130,17 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .convert import add_parser as add_convert
+    from .export import add_parser as add_export
     from .sample import add_parser as add_sample
+    from .train import add_parser as add_train
 
     parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_tools(sub)
     add_convert(sub)
     add_sample(sub)
+    add_train(sub)
+    add_export(sub)
     return parser
 
 
