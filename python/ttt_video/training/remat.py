@@ -82,12 +82,16 @@ class LayerGroups(nn.ModuleList):
             yield _LayerGroup(layers[start : start + self.group_size])
 
 
-def checkpoint_layer_groups(model: nn.Module, group_size: int) -> None:
-    """Replace ``model.layers`` by ``LayerGroups`` of ``group_size`` layers (see the module docstring)."""
+def _check_group_size(group_size: int) -> None:
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(
             f"remat.transformer_checkpoint_layer_group_size must be an int >= 1, got {group_size!r}"
         )
+
+
+def checkpoint_layer_groups(model: nn.Module, group_size: int) -> None:
+    """Replace ``model.layers`` by ``LayerGroups`` of ``group_size`` layers (see the module docstring)."""
+    _check_group_size(group_size)
     groups = LayerGroups(list(model.layers._modules.values()))
     groups.group_size = group_size
     model.layers = groups
@@ -95,6 +99,9 @@ def checkpoint_layer_groups(model: nn.Module, group_size: int) -> None:
 
 def apply_remat(model: nn.Module, remat: Any) -> list[str]:
     """Apply ``remat`` (a RematSection) to a built (and parallelised) DiT; returns warnings to report."""
+    if isinstance(model.layers, LayerGroups):
+        raise ValueError("apply_remat: remat is already applied to this model (apply it once)")
+    _check_group_size(remat.transformer_checkpoint_layer_group_size)
     for module in model.modules():
         if isinstance(module, TTTBase):
             module.scan_checkpoint_group_size = remat.scan_checkpoint_group_size
