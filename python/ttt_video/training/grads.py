@@ -61,7 +61,9 @@ def global_grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
         if not isinstance(grad, DTensor):
             total += square
             continue
-        key = (grad.device_mesh, tuple(p.is_shard() for p in grad.placements))
+        # sharded on a mesh dim = not replicated there (Shard, and FSDP-over-TP's _StridedShard, whose
+        # is_shard() is False in torch 2.13)
+        key = (grad.device_mesh, tuple(not p.is_replicate() for p in grad.placements))
         groups[key] = groups.get(key, torch.zeros_like(total)) + square
     for (mesh, sharded), square in groups.items():  # the same order on every rank (parameter order)
         placements = [Partial() if shard else Replicate() for shard in sharded]
