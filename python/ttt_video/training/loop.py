@@ -200,8 +200,11 @@ class Trainer:
                     self.save(final=False)
         finally:
             gc.enable()
-        if self.saved_step != total:
+        if self.saved_step != self.step:
             return self.save(final=True)
+        if self.step > total:
+            message = f"the run's latest checkpoint is of step {self.step}, beyond training.steps = {total}"
+            self.ctx.emit_run("warning", message=message, path=str(checkpoint_path(self.root, self.step)))
         if self.ctx.topology.rank == 0:
             write_loss_curve(self.ctx.run.file("lossCurve"), self.losses)
-        return checkpoint_path(self.root, total)
+        return checkpoint_path(self.root, self.step)
