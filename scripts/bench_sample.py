@@ -32,8 +32,8 @@ except ImportError:  # a checkout without the package installed
 
 
 def bench_tiny(seconds: int, steps: int, threads: int | None) -> None:
-    from ttt_video.sample import run_sample
     from ttt_video.demo.tiny_bundle import make_tiny_bundle
+    from ttt_video.sample import run_sample
 
     if threads:
         torch.set_num_threads(threads)
@@ -79,6 +79,7 @@ def bench_tiny(seconds: int, steps: int, threads: int | None) -> None:
 def bench_random(
     preset: str, device: torch.device, seconds: int, steps: int, dtype: torch.dtype
 ) -> None:
+    from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG
     from ttt_video.models import SequenceLayout, TTTVideoDiT, build_config
     from ttt_video.sampling import (
         guided_denoiser,
@@ -87,7 +88,6 @@ def bench_random(
         step_table,
         video_generator,
     )
-    from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG
     from ttt_video.vae import COGVIDEOX_5B_VAE_CONFIG, CogVideoXVAE
 
     spec = importlib.util.spec_from_file_location(

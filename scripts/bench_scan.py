@@ -58,7 +58,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def round_robin(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+def round_robin(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
+) -> dict[str, float]:
     """Median seconds per call of each function, timed one call of each per round after a warm-up round."""
     for fn in fns.values():
         fn()
@@ -94,7 +96,10 @@ def scan_inputs(mlp: bool, heads: int, num_mb: int, cs: int, dim: int, device, d
         params += [randn(heads, hidden, dim, scale=0.02), torch.zeros(heads, 1, dim)]
     state = tuple(p.to(device).expand(1, *p.shape) for p in params)
     q, k = (
-        torch.nn.functional.normalize(randn(1, heads, num_mb, cs, dim), dim=-1).to(dtype) for _ in range(2)
+        torch.nn.functional.normalize(randn(1, heads, num_mb, cs, dim), dim=-1).to(
+            dtype
+        )
+        for _ in range(2)
     )
     targets = randn(1, heads, num_mb, cs, dim)
     eta = (torch.rand(1, heads, num_mb, cs, generator=g) * 0.1 / (dim * cs)).to(device)
@@ -109,7 +114,9 @@ def scan_inputs(mlp: bool, heads: int, num_mb: int, cs: int, dim: int, device, d
     )
 
 
-def scan_variants(mlp: bool, inputs, device: torch.device) -> dict[str, Callable[[], object]]:
+def scan_variants(
+    mlp: bool, inputs, device: torch.device
+) -> dict[str, Callable[[], object]]:
     step = ttt_mlp_step if mlp else ttt_linear_step
     compiled = torch.compile(step, dynamic=False)
     state, q, k, *rest = inputs
@@ -130,7 +137,9 @@ def step_flops(mlp: bool, heads: int, cs: int, dim: int) -> float:
 
 
 def print_step_table(names, args, device, dtype, rate) -> None:
-    print("\n| config | inner model | NM x cs x d (heads) | variant | ms / step | x floor |")
+    print(
+        "\n| config | inner model | NM x cs x d (heads) | variant | ms / step | x floor |"
+    )
     print("|---|---|---|---|---|---|")
     for name in names:
         cfg, layout = model_config(name)
@@ -146,9 +155,15 @@ def print_step_table(names, args, device, dtype, rate) -> None:
                 dtype,
             )
             with torch.inference_mode():
-                times = round_robin(scan_variants(mlp, inputs, device), args.repeats, device)
-            floor = step_flops(mlp, cfg.num_heads, cfg.mini_batch_size, cfg.head_dim) / rate
-            shape = f"{num_mb} x {cfg.mini_batch_size} x {cfg.head_dim} ({cfg.num_heads})"
+                times = round_robin(
+                    scan_variants(mlp, inputs, device), args.repeats, device
+                )
+            floor = (
+                step_flops(mlp, cfg.num_heads, cfg.mini_batch_size, cfg.head_dim) / rate
+            )
+            shape = (
+                f"{num_mb} x {cfg.mini_batch_size} x {cfg.head_dim} ({cfg.num_heads})"
+            )
             for variant, seconds in times.items():
                 per_step = seconds / num_mb
                 model = "TTT-MLP" if mlp else "TTT-Linear"
@@ -161,9 +176,13 @@ def print_step_table(names, args, device, dtype, rate) -> None:
 def model_config(name: str):
     preset, height, width, text_length = CONFIGS[name]
     cfg = build_config(preset)
-    layout = SequenceLayout(1, text_length, 13, height // cfg.patch_size, width // cfg.patch_size)
+    layout = SequenceLayout(
+        1, text_length, 13, height // cfg.patch_size, width // cfg.patch_size
+    )
     if layout.num_tokens % cfg.mini_batch_size:
-        raise SystemExit(f"config {name}: {layout.num_tokens} tokens do not fill mini-batches")
+        raise SystemExit(
+            f"config {name}: {layout.num_tokens} tokens do not fill mini-batches"
+        )
     return cfg, layout
 
 
@@ -196,7 +215,9 @@ def print_forward_table(names, args, device, dtype) -> None:
         for variant in kernels:
             kernel = "triton" if variant == "triton" else "eager"
             for ssm in ("none", "ttt_mlp"):
-                variant_cfg = build_config(CONFIGS[name][0], ssm_layer=ssm, ttt_kernel=kernel)
+                variant_cfg = build_config(
+                    CONFIGS[name][0], ssm_layer=ssm, ttt_kernel=kernel
+                )
                 model = TTTVideoDiT.from_config(
                     variant_cfg,
                     device=device,
@@ -242,10 +263,14 @@ def remat_rows(name: str, args, device: torch.device, dtype: torch.dtype) -> lis
 
     def forward(group):
         initial = tuple(p.expand(1, *p.shape) for p in params)
-        return ttt_scan(ttt_mlp_step, initial, *leaves, ln_w, ln_b, checkpoint_group_size=group)
+        return ttt_scan(
+            ttt_mlp_step, initial, *leaves, ln_w, ln_b, checkpoint_group_size=group
+        )
 
     groups = [None, 1, 4, num_mb]
-    memory = {group: retained_bytes(lambda g=group: forward(g), device) for group in groups}
+    memory = {
+        group: retained_bytes(lambda g=group: forward(g), device) for group in groups
+    }
     fns = {group: (lambda g=group: forward(g).sum().backward()) for group in groups}
     times = round_robin(fns, args.repeats, device)
     rows = []
@@ -270,20 +295,28 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default=None, help="float32 on CPU, bfloat16 on CUDA by default")
+    parser.add_argument(
+        "--dtype", default=None, help="float32 on CPU, bfloat16 on CUDA by default"
+    )
     parser.add_argument("--configs", default="tiny,mid")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--skip-forward", action="store_true", help="only the scan and remat tables")
+    parser.add_argument(
+        "--skip-forward", action="store_true", help="only the scan and remat tables"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    dtype = getattr(
+        torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    )
     names = [n for n in args.configs.split(",") if n]
     for name in names:
         if name not in CONFIGS:
-            raise SystemExit(f"--configs: unknown config {name!r}; choose from {sorted(CONFIGS)}")
+            raise SystemExit(
+                f"--configs: unknown config {name!r}; choose from {sorted(CONFIGS)}"
+            )
     rate = matmul_rate(device, dtype)
     where = (
         torch.cuda.get_device_name(device)

@@ -3,9 +3,20 @@ import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
+/** A one-video, one-segment storyboard of the shipped examples (3 s: the quickest run). */
+export const READY_STORYBOARD = join(ROOT, 'examples', 'storyboards', 'puppy-3s.jsonl')
 
 export function readVector<T>(name: string): T {
   return JSON.parse(readFileSync(join(ROOT, 'test', 'vectors', name), 'utf8')) as T
+}
+
+/** A bad-input corpus of test/vectors: one case a line, each with the expected error code and field. */
+export function readCases<T>(name: string): T[] {
+  const text = readFileSync(join(ROOT, 'test', 'vectors', name), 'utf8')
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as T)
 }
 
 /** Every .toml under configs/, relative to the repository root. */
@@ -24,6 +35,7 @@ export function shippedConfigs(): string[] {
 
 export interface BadConfig {
   name: string
+  code: string
   toml?: string
   toml_base64?: string
   set?: string[]
@@ -34,22 +46,24 @@ export interface BadConfig {
   suggest?: string
 }
 
-export interface StoryboardVectors {
+export interface StoryboardPromptCases {
   cases: {
     name: string
     segments: number
     videos: unknown[]
     expected: { prompts: string[]; negative_prompts: string[] }[]
   }[]
-  errors: {
-    name: string
-    file: string
-    content?: string
-    content_base64?: string
-    segments?: number
-    path: string
-    line?: number
-  }[]
+}
+
+export interface BadStoryboard {
+  name: string
+  file: string
+  content?: string
+  content_base64?: string
+  segments?: number
+  code: string
+  path: string
+  line?: number
 }
 
 /** Every process in the tree under `pid` (Linux /proc). */

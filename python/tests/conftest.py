@@ -23,6 +23,12 @@ def read_vector(name: str):
     return json.loads((ROOT / "test" / "vectors" / name).read_text(encoding="utf-8"))
 
 
+def read_cases(name: str) -> list[dict]:
+    """A bad-input corpus of test/vectors: one case a line, each with the expected error code and field."""
+    text = (ROOT / "test" / "vectors" / name).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     from ttt_video.demo.tiny_bundle import make_tiny_bundle

@@ -2,7 +2,7 @@ import base64
 import json
 
 import pytest
-from conftest import ROOT, read_vector
+from conftest import ROOT, read_cases
 
 from ttt_video.contracts import generated
 from ttt_video.contracts.config import (
@@ -15,7 +15,8 @@ from ttt_video.contracts.config import (
 from ttt_video.contracts.overrides import parse_set_args
 
 SHIPPED = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.toml"))
-BAD = read_vector("bad-configs.json")["configs"]
+BAD = read_cases("bad-configs.jsonl")
+BAD_SETS = read_cases("bad-set-args.jsonl")
 
 
 def test_defaults_come_from_the_schema():
@@ -113,3 +114,13 @@ def test_cli_validate_json(tmp_path, capsys):
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert results[0]["ok"] and results[0]["config"]["model"]["ssm_layer"] == "ttt_mlp"
     assert not results[1]["ok"] and results[1]["issues"][0]["path"] == "model.ssm_layr"
+
+
+@pytest.mark.parametrize("case", BAD_SETS, ids=[c["name"] for c in BAD_SETS])
+def test_bad_set_arg_names_the_real_constraint(case):
+    with pytest.raises(ConfigError) as info:
+        parse_set_args([case["set"]])
+    assert info.value.code == case["code"]
+    assert [(i.path, i.message) for i in info.value.issues] == [
+        (case["path"], f"{case['message']} (in --set {case['set']})")
+    ]

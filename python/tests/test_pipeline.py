@@ -104,10 +104,11 @@ def test_three_seconds_and_determinism(tmp_path, tiny_bundle):
     fb, _ = read_frames(b / "video-0" / "video.mp4")
     fc, _ = read_frames(c / "video-0" / "video.mp4")
     fd, _ = read_frames(d / "video-0" / "video.mp4")
-    assert np.array_equal(fa, fb)
+    assert np.array_equal(fa, fb)  # same seed and settings: identical by construction (encoder included)
     # Batched and sequential guidance branches differ only by float rounding: a rare uint8 flip, which
-    # H.264's prediction then spreads to a few neighbouring pixels (measured: mean |diff| 0.0007).
-    assert (fa != fc).mean() < 1e-3 and np.abs(fa.astype(int) - fc.astype(int)).mean() < 0.01
+    # H.264's prediction then spreads to a few neighbouring pixels; compared by PSNR (measured above 60 dB).
+    mse = np.mean((fa.astype(float) - fc.astype(float)) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) > 45
     assert np.abs(fa.astype(int) - fd.astype(int)).mean() > 1  # another seed, another video
 
 
@@ -229,3 +230,33 @@ def test_job_config_reaches_the_loaded_model(tiny_bundle, tmp_path):
     assert models.dit.config.mini_batch_size == 8 and models.dit.config.reverse_pairing == "aligned"
     assert models.dit.config.timestep_bf16 is False
     assert (ttt.mini_batch_size, ttt.base_lr) == (8, 0.5)
+
+
+def test_the_research_command_line_creates_and_resumes_its_run_directory(tmp_path, tiny_bundle, capsys):
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps([[{"text": "a cat sleeps"}]]))
+    config = str(ROOT / "configs" / "eval" / "tiny" / "3s.toml")
+    argv = ["sample", "--job.config_file", config, f"--checkpoint.model_dir={tiny_bundle}", "--eval.input_file",
+            str(board), f"--eval.output_dir={tmp_path / 'out'}", "--eval.num_denoising_steps=2", "--job.exp_name",
+            "research"]  # fmt: skip
+    assert main(argv) == 0
+    [run] = list((tmp_path / "out" / "research").iterdir())
+    assert "num_denoising_steps = 2" in (run / "config.toml").read_text()
+    assert json.loads((run / "storyboards.jsonl").read_text()) == [{"text": "a cat sleeps"}]
+    assert (run / "video-0" / "video.mp4").is_file()
+    # the same command with --run-dir resumes: the finished video is skipped
+    assert main([*argv, "--run-dir", str(run)]) == 0
+    assert [e["video"] for e in events_of(run) if e["type"] == "video.skipped"] == [0]
+    # another storyboard into the same run directory is refused, and the folder keeps describing its video
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([[{"text": "a dog runs"}]]))
+    assert main([*argv[:4], "--eval.input_file", str(other), *argv[6:], "--run-dir", str(run)]) == 1
+    error = events_of(run)[-1]
+    assert error["code"] == "CONFIG" and "holds other inputs" in error["message"]
+    assert json.loads((run / "storyboards.jsonl").read_text()) == [{"text": "a cat sleeps"}]
+    # a mistyped flag is a typed error that names the field
+    assert main(["sample", "--job.config_file", config, "--eval.num_denoising_step=2"]) == 2
+    assert (
+        "unknown field eval.num_denoising_step; did you mean eval.num_denoising_steps?"
+        in capsys.readouterr().err
+    )

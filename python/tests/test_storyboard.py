@@ -1,7 +1,7 @@
 import base64
 
 import pytest
-from conftest import read_vector
+from conftest import read_cases, read_vector
 
 from ttt_video.contracts.storyboard import (
     StoryboardError,
@@ -12,7 +12,8 @@ from ttt_video.contracts.storyboard import (
     video_to_json,
 )
 
-VECTORS = read_vector("storyboards.json")
+VECTORS = read_vector("storyboard-prompts.json")
+BAD = read_cases("bad-storyboards.jsonl")
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=[c["name"] for c in VECTORS["cases"]])
@@ -29,7 +30,7 @@ def test_scene_tokens(case):
     assert parse_storyboards(json.dumps([video_to_json(v) for v in videos]), "json") == videos
 
 
-@pytest.mark.parametrize("case", VECTORS["errors"], ids=[c["name"] for c in VECTORS["errors"]])
+@pytest.mark.parametrize("case", BAD, ids=[c["name"] for c in BAD])
 def test_bad_storyboard(case, tmp_path):
     f = tmp_path / case["file"]
     f.write_bytes(
@@ -39,6 +40,7 @@ def test_bad_storyboard(case, tmp_path):
         videos = read_storyboard_file(f)
         if "segments" in case:
             check_segment_counts(videos, case["segments"], f)
+    assert info.value.code == case["code"]
     issues = {i.path: i for i in info.value.issues}
     assert case["path"] in issues, str(info.value)
     if "line" in case:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from ttt_video.demo.tiny_parts import NUM_EXTRA_IDS, TINY_TOKENIZER_PIECES, make_tiny_text_encoder
 from ttt_video.text import SCENE_TOKENS, TextEncoder, TextEncoderError
+from ttt_video.weights.errors import WeightsMissingError
 
 PROMPTS = [
     "A small brown mouse runs across the kitchen floor.<end_scene>",
@@ -168,7 +169,7 @@ def test_folder_errors(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(TextEncoderError, match="tokenizer"):
         TextEncoder.from_pretrained(tmp_path)
     (tmp_path / "tokenizer").symlink_to(bundle / "tokenizer")
-    with pytest.raises(TextEncoderError, match="text_encoder"):
+    with pytest.raises(WeightsMissingError, match="text_encoder/config.json is missing"):
         TextEncoder.from_pretrained(tmp_path)
     encoder_dir = tmp_path / "text_encoder"
     encoder_dir.mkdir()

@@ -128,9 +128,13 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_torchrun, passthrough=True)
 
 
+RUN_COMMANDS = ("sample", "convert", "prepare", "train", "export")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .convert import add_parser as add_convert
     from .export import add_parser as add_export
+    from .prepare import add_parser as add_prepare
     from .sample import add_parser as add_sample
     from .train import add_parser as add_train
 
@@ -139,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tools(sub)
     add_convert(sub)
     add_sample(sub)
+    add_prepare(sub)
     add_train(sub)
     add_export(sub)
     return parser
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["torchrun"]:
         return _torchrun(argparse.Namespace(), argv[1:])
     args, rest = parser.parse_known_args(argv)
+    if args.command in RUN_COMMANDS:
+        die_with_parent()  # a worker whose launcher is gone (even by SIGKILL) ends instead of holding GPUs
     if getattr(args, "research_flags", False):
         return args.run(args, rest)
     if rest:

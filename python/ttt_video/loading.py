@@ -160,7 +160,7 @@ def load_models(cfg: JobConfig, device: torch.device, emit: Emit, mesh: Any = No
         _require_dir(bundle, "the model bundle (checkpoint.model_dir)", CONVERT_HINT)
     with _loading(emit, "transformer"):
         dit = load_dit(cfg, bundle, device, mesh).eval().requires_grad_(False)
-        check_finite_parameters(dit, str(bundle or cfg.checkpoint.init_state_dir))
+        check_finite_parameters(dit, str(cfg.checkpoint.init_state_dir or bundle / "transformer"))
     with _loading(emit, "vae"):
         vae = load_vae(cfg, bundle, device).eval().requires_grad_(False)
     with _loading(emit, "text_encoder"):
@@ -179,7 +179,14 @@ def weights_fingerprint(cfg: JobConfig) -> str:
             raise WeightsMissingError(
                 "no model: set checkpoint.model_dir to a model bundle (ttt-video convert)"
             )
-        return dit_fingerprint(transformer_folder(cfg.checkpoint.model_dir))
+        bundle = _require_dir(
+            Path(cfg.checkpoint.model_dir), "the model bundle (checkpoint.model_dir)", CONVERT_HINT
+        )
+        if not (bundle / "transformer" / "config.json").is_file():
+            raise WeightsMissingError(
+                f"the model bundle (checkpoint.model_dir) {bundle} has no transformer/config.json; {CONVERT_HINT}"
+            )
+        return dit_fingerprint(transformer_folder(bundle))
     files = sorted(p for p in Path(dcp_dir).iterdir() if p.is_file())
     digest = hashlib.sha256((Path(dcp_dir) / ".metadata").read_bytes())
     for file in files:

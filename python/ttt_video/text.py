@@ -16,6 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .weights.errors import WeightsError
+from .weights.safetensors_io import read_header, read_json
+
 END_SCENE_TOKEN = "<end_scene>"
 START_SCENE_TOKEN = "<start_scene>"
 # Order matters: the reference adds them in this order, so <end_scene> gets the lower id.
@@ -24,8 +27,8 @@ PAD_TOKEN_ID = 0
 EOS_TOKEN_ID = 1
 
 
-class TextEncoderError(ValueError):
-    """A tokenizer / text-encoder folder that cannot be used as the reference uses T5."""
+class TextEncoderError(WeightsError):
+    """A tokenizer / text-encoder folder that cannot be used as the reference uses T5 (code WEIGHTS)."""
 
 
 class TextEncoder:
@@ -47,37 +50,11 @@ class TextEncoder:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.bfloat16,
     ) -> TextEncoder:
-        from transformers import T5EncoderModel, T5Tokenizer
-
         bundle = Path(bundle_dir)
         tokenizer_dir, encoder_dir = bundle / "tokenizer", bundle / "text_encoder"
-        if (
-            not (tokenizer_dir / "spiece.model").is_file()
-            and not (tokenizer_dir / "tokenizer.json").is_file()
-        ):
-            raise TextEncoderError(
-                f"{tokenizer_dir}: no T5 tokenizer here (expected spiece.model or tokenizer.json, as in "
-                "<CogVideoX-5b snapshot>/tokenizer)"
-            )
-        if not (encoder_dir / "config.json").is_file():
-            raise TextEncoderError(
-                f"{encoder_dir}: no config.json here (expected a transformers T5EncoderModel folder, as in "
-                "<CogVideoX-5b snapshot>/text_encoder)"
-            )
-        if not any(encoder_dir.glob("*.safetensors")):
-            raise TextEncoderError(
-                f"{encoder_dir}: no .safetensors weights; pickle-based .bin weights are not loaded "
-                "(convert them with transformers' save_pretrained, which writes safetensors)"
-            )
-
-        tokenizer = T5Tokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-        tokenizer.padding_side = "right"
-        tokenizer.add_special_tokens({"additional_special_tokens": list(SCENE_TOKENS)})
-        _check_scene_tokens(tokenizer, tokenizer_dir)
-
-        model = T5EncoderModel.from_pretrained(
-            str(encoder_dir), dtype=dtype, local_files_only=True, use_safetensors=True
-        )
+        _check_folders(tokenizer_dir, encoder_dir)
+        tokenizer = _load_tokenizer(tokenizer_dir)
+        model = _load_encoder(encoder_dir, dtype)
         rows = model.get_input_embeddings().weight.shape[0]
         if rows < len(tokenizer):
             raise TextEncoderError(
@@ -128,6 +105,54 @@ class TextEncoder:
         with torch.no_grad():
             hidden = self.model(input_ids=ids).last_hidden_state
         return hidden.to(self.dtype)
+
+
+def _check_folders(tokenizer_dir: Path, encoder_dir: Path) -> None:
+    """The files are there and readable: config.json is JSON, every safetensors header is whole."""
+    if not (tokenizer_dir / "spiece.model").is_file() and not (tokenizer_dir / "tokenizer.json").is_file():
+        raise TextEncoderError(
+            f"{tokenizer_dir}: no T5 tokenizer here (expected spiece.model or tokenizer.json, as in "
+            "<CogVideoX-5b snapshot>/tokenizer)"
+        )
+    read_json(encoder_dir / "config.json", "the T5 encoder's config.json")
+    weights = sorted(encoder_dir.glob("*.safetensors"))
+    if not weights:
+        raise TextEncoderError(
+            f"{encoder_dir}: no .safetensors weights; pickle-based .bin weights are not loaded "
+            "(convert them with transformers' save_pretrained, which writes safetensors)"
+        )
+    for file in weights:
+        read_header(file)
+
+
+def _load_tokenizer(tokenizer_dir: Path):
+    from transformers import T5Tokenizer
+
+    try:
+        tokenizer = T5Tokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    except Exception as e:  # a damaged model file fails in several libraries, with their own messages
+        raise TextEncoderError(
+            f"{tokenizer_dir / 'spiece.model'}: not a readable SentencePiece model ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); copy tokenizer/ from the CogVideoX-5b snapshot again"
+        ) from None
+    tokenizer.padding_side = "right"
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SCENE_TOKENS)})
+    _check_scene_tokens(tokenizer, tokenizer_dir)
+    return tokenizer
+
+
+def _load_encoder(encoder_dir: Path, dtype: torch.dtype):
+    from transformers import T5EncoderModel
+
+    try:
+        return T5EncoderModel.from_pretrained(
+            str(encoder_dir), dtype=dtype, local_files_only=True, use_safetensors=True
+        )
+    except Exception as e:
+        raise TextEncoderError(
+            f"{encoder_dir}: the T5 encoder does not load ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            "copy text_encoder/ from the CogVideoX-5b snapshot again"
+        ) from None
 
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:

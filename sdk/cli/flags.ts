@@ -1,5 +1,8 @@
 import { parseArgs } from 'node:util'
 import type { ProcessLayout } from '../launch/command.js'
+import type { SlurmOptions } from '../runs/slurm.js'
+
+export { quote } from '../launch/quote.js'
 
 // What every command shares: flag parsing, number flags, output, and the command's shape.
 
@@ -64,11 +67,6 @@ export function layoutFlags(values: Flags): ProcessLayout {
   }
 }
 
-/** A value for the shell: quoted only when it needs to be. */
-export function quote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`
-}
-
 /**
  * Cancels on Ctrl-C, SIGTERM, SIGHUP, and when the process that started this one has gone (npx or a
  * shell killed by a supervisor leaves us with PID 1 as parent). Returns the signal and a disposer.
@@ -95,5 +93,29 @@ export function cancellation(): { signal: AbortSignal; exitCode(): number; dispo
       clearInterval(watch)
       for (const s of signals) process.removeListener(s, onSignal)
     },
+  }
+}
+
+/** The flags of a Slurm launch (generate, train, prepare); --gpus is the processes per node. */
+export const SLURM_FLAGS = {
+  slurm: { type: 'boolean' },
+  'slurm-dry-run': { type: 'boolean' },
+  'slurm-partition': { type: 'string' },
+  'slurm-time': { type: 'string' },
+  'slurm-cpu': { type: 'boolean' },
+  'slurm-option': { type: 'string', multiple: true },
+} as const
+
+export function slurmFlags(values: Flags): SlurmOptions | undefined {
+  if (!values.slurm && !values['slurm-dry-run']) return undefined
+  const nodes = intFlag(values.nnodes, 'nnodes', 1)
+  const gpusPerNode = intFlag(values.gpus, 'gpus', 1)
+  return {
+    ...(nodes !== undefined ? { nodes } : {}),
+    ...(gpusPerNode !== undefined ? { gpusPerNode } : {}),
+    ...(values['slurm-partition'] ? { partition: values['slurm-partition'] as string } : {}),
+    ...(values['slurm-time'] ? { time: values['slurm-time'] as string } : {}),
+    ...(values['slurm-cpu'] ? { gpus: false } : {}),
+    ...(values['slurm-option'] ? { extra: values['slurm-option'] as string[] } : {}),
   }
 }

@@ -8,7 +8,7 @@ import {
   RULE_TABLES,
   VIDEO_LENGTH_FRAMES,
 } from './config/facts.js'
-import { DERIVED, RULES } from './config/rules.js'
+import { DERIVED, PATH_FIELDS, RULES } from './config/rules.js'
 import { jobConfigJsonSchema, SECTION_NAMES } from './config/schema.js'
 import { fieldJsonSchemas } from './config/validate.js'
 import { ERROR_CODES, EVENT_SCHEMA_VERSION, eventJsonSchemas, RUN_KINDS } from './events.js'
@@ -83,6 +83,7 @@ const pythonConstants: Record<string, () => unknown> = {
   RULE_TABLES: () => RULE_TABLES,
   DERIVED: () => DERIVED,
   RULES: () => RULES,
+  PATH_FIELDS: () => PATH_FIELDS,
   MODEL_PRESETS: () => MODEL_PRESETS,
   VIDEO_LENGTH_FRAMES: () => VIDEO_LENGTH_FRAMES,
   FRAMES_PER_SEGMENT: () => FRAMES_PER_SEGMENT,

@@ -16,6 +16,8 @@ export type EvalPreset =
   | 'ttt-mlp/9s'
 
 export type TrainPreset =
+  | 'tiny/3s'
+  | 'tiny/9s'
   | 'ttt-linear/18s'
   | 'ttt-linear/30s'
   | 'ttt-linear/3s'

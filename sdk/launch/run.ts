@@ -44,6 +44,8 @@ export interface RunSpec<R> {
   onLog?: (log: LogLine) => void
   /** Seconds between SIGTERM and SIGKILL when cancelling (default 3). */
   killGraceSeconds?: number
+  /** Called when the run is cancelled, before its process group is ended (e.g. scancel of a Slurm job). */
+  onCancel?: () => Promise<void>
   /** A line of events.jsonl that is not a valid event fails the run (default: $TTT_VIDEO_STRICT_EVENTS). */
   strictEvents?: boolean
 }
@@ -178,7 +180,9 @@ export function startRun<R>(spec: RunSpec<R>): Run<R> {
   const cancel = (reason = 'cancelled') => {
     if (log.ended || cancelReason !== undefined) return
     cancelReason = reason
-    group.terminate(spec.killGraceSeconds ?? 3)
+    const terminate = () => group.terminate(spec.killGraceSeconds ?? 3)
+    if (spec.onCancel) void spec.onCancel().finally(terminate)
+    else terminate()
   }
   const onAbort = () => cancel(String(spec.signal?.reason ?? 'aborted'))
   if (spec.signal?.aborted) onAbort()

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import { checkBundle } from '../contracts/bundle.js'
-import { configToToml, readConfigFile } from '../contracts/config/load.js'
-import { type ConfigObject, mergeConfigObjects, parseSetArgs } from '../contracts/config/overrides.js'
-import { type JobConfig, type JobConfigInput, JobConfigSchema } from '../contracts/config/schema.js'
-import { schemaIssues, segmentCount, validateConfig } from '../contracts/config/validate.js'
+import { configToToml } from '../contracts/config/load.js'
+import { type ConfigObject, mergeConfigObjects } from '../contracts/config/overrides.js'
+import { type JobConfig, JobConfigSchema } from '../contracts/config/schema.js'
+import { segmentCount, validateConfig } from '../contracts/config/validate.js'
+import type { RunProgress } from '../contracts/fold.js'
 import type { EvalPreset } from '../contracts/presets.gen.js'
 import { checkResumable, RUN_FILES } from '../contracts/run-dir.js'
 import {
@@ -13,33 +14,21 @@ import {
   type Video,
   validateStoryboards,
 } from '../contracts/storyboard.js'
-import { CancelledError, ConfigError, WeightsNotFoundError } from '../errors.js'
-import {
-  type ProcessLayout,
-  pythonCommand,
-  type ResolvedLayout,
-  resolveLayout,
-  runEnvironment,
-} from '../launch/command.js'
-import { type LogLine, type Run, startRun } from '../launch/run.js'
-import { venvPythonFor } from '../python/paths.js'
+import { CancelledError, WeightsNotFoundError } from '../errors.js'
+import { type ProcessLayout, type ResolvedLayout, resolveLayout } from '../launch/command.js'
+import type { LogLine, Run } from '../launch/run.js'
 import { demoBundle, demoBundlePath, demoConfig } from './demo.js'
+import { launchOptions, launchRun } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
-import { presetFile } from './presets.js'
+import { type ConfigSource, requestedConfig } from './requested-config.js'
 import { collectVideos, type GenerateResult } from './results.js'
+import { type SlurmOptions, slurmLayout } from './slurm.js'
 
-/** A partial config: every section optional, every field optional and of its own type. */
-export type ConfigOverrides = { [S in keyof JobConfigInput]?: Partial<Exclude<JobConfigInput[S], undefined>> }
+export type { ConfigOverrides } from './requested-config.js'
 
-export interface GenerateOptions extends ProcessLayout {
-  /** A TOML config file, or a partial config object. */
-  config?: string | ConfigOverrides
+export interface GenerateOptions extends ProcessLayout, ConfigSource {
   /** A shipped preset (configs/eval/<preset>.toml). */
   preset?: EvalPreset
-  /** A partial config object applied over the config (`{ eval: { num_denoising_steps: 20 } }`). */
-  overrides?: ConfigOverrides
-  /** `section.field=value` strings, applied last (the CLI's --set). */
-  set?: readonly string[]
   /** A model bundle folder (sets checkpoint.model_dir). Without one, the demo model runs. */
   model?: string
   /** Base seed (job.seed). */
@@ -59,6 +48,8 @@ export interface GenerateOptions extends ProcessLayout {
   env?: Record<string, string>
   /** Resolve and validate only: write nothing, build nothing (the demo bundle's path is still given). */
   dryRun?: boolean
+  /** Submit the run to Slurm (sbatch) instead of starting processes here; see docs/training.md. */
+  slurm?: SlurmOptions
 }
 
 /** Everything a run needs, resolved and validated; no process has started yet. */
@@ -66,7 +57,8 @@ export interface PreparedRun {
   config: JobConfig
   videos: Video[]
   layout: ResolvedLayout
-  command: string[]
+  /** The `python -m ttt_video` arguments of the run. */
+  entry: string[]
   runDir: string
   demo: boolean
 }
@@ -77,24 +69,6 @@ const newRunId = () =>
 function loadStoryboards(storyboards: Video[] | string): { videos: Video[]; file?: string } {
   if (typeof storyboards === 'string') return { videos: readStoryboardFile(storyboards), file: storyboards }
   return { videos: validateStoryboards(storyboards) }
-}
-
-/**
- * The config the user asked for: `base` (the file, preset or config object) and `raw` (with the
- * overrides and --set applied), checked field by field before anything else.
- */
-function requestedConfig(options: GenerateOptions): { base: ConfigObject | undefined; raw: ConfigObject } {
-  if (options.config !== undefined && options.preset !== undefined)
-    throw new ConfigError([{ path: 'config', message: 'give either config or preset, not both' }])
-  const file =
-    typeof options.config === 'string' ? options.config : options.preset && presetFile(options.preset)
-  const base = file ? readConfigFile(file) : (options.config as ConfigObject | undefined)
-  const fromSet = options.set && options.set.length > 0 ? parseSetArgs(options.set) : undefined
-  const raw = mergeConfigObjects(base, options.overrides as ConfigObject | undefined, fromSet)
-  const issues = schemaIssues(raw)
-  if (issues.length > 0) throw new ConfigError(issues, file)
-  if (typeof options.config === 'string') raw.job = { ...(raw.job ?? {}), config_file: options.config }
-  return { base, raw }
 }
 
 /** The model: a bundle the user named, or the demo model (whose config then fills what is not given). */
@@ -109,7 +83,10 @@ async function resolveModel(
     checkBundle(bundle)
     return { bundle, demo: false, base: raw }
   }
-  if (base !== undefined && (base.model as { size?: string } | undefined)?.size !== 'tiny')
+  // a file or preset describes a whole model (5B unless it says tiny); a config object only what it names
+  const size = (base?.model as { size?: string } | undefined)?.size
+  const named = typeof options.config === 'string' || options.preset !== undefined
+  if (base !== undefined && (named ? size !== 'tiny' : size !== undefined && size !== 'tiny'))
     throw new WeightsNotFoundError(
       'no model bundle: pass a model (--model BUNDLE, or checkpoint.model_dir) for this config, or leave out the config to run the tiny demo model',
     )
@@ -138,8 +115,8 @@ export async function prepareGenerate(
   options: GenerateOptions = {},
 ): Promise<PreparedRun> {
   const { videos, file: storyboardFile } = loadStoryboards(storyboards)
-  const layout = resolveLayout(options, newRunId())
-  const { bundle, demo, base } = await resolveModel(requestedConfig(options), videos, options)
+  const layout = options.slurm ? slurmLayout(options.slurm) : resolveLayout(options, newRunId())
+  const { bundle, demo, base } = await resolveModel(requestedConfig(options, 'eval'), videos, options)
   const seed = options.seed !== undefined ? { job: { seed: options.seed } } : undefined
   const merged = mergeConfigObjects(base, { checkpoint: { model_dir: bundle } }, seed)
   const config = validateConfig(fitDataParallel(merged, layout.worldSize), {
@@ -153,8 +130,7 @@ export async function prepareGenerate(
     options.runDir ?? join(options.outputDir ?? config.eval.output_dir, config.job.exp_name, layout.rdzvId),
   )
   if (!options.dryRun) writeRunDirectory(runDir, config, videos, options.runDir ? 'runDir' : 'outputDir')
-  const command = pythonCommand(venvPythonFor(options.venvDir), ['sample', '--run-dir', runDir], layout)
-  return { config, videos, layout, command, runDir, demo }
+  return { config, videos, layout, entry: ['sample', '--run-dir', runDir], runDir, demo }
 }
 
 function writeRunDirectory(runDir: string, config: JobConfig, videos: Video[], option: string): void {
@@ -175,14 +151,10 @@ export async function generate(
 ): Promise<Run<GenerateResult>> {
   if (options.signal?.aborted) throw new CancelledError('aborted before the run started')
   const prepared = await prepareGenerate(storyboards, options)
-  return startRun({
-    kind: 'sample',
-    command: prepared.command,
-    runDir: prepared.runDir,
-    collect: (progress, runDir, seconds) => collectVideos(progress, runDir, prepared.videos.length, seconds),
-    env: runEnvironment(options.env),
-    cwd: process.cwd(),
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.onLog ? { onLog: options.onLog } : {}),
-  })
+  const collect = (progress: RunProgress, runDir: string, seconds: number) =>
+    collectVideos(progress, runDir, prepared.videos.length, seconds)
+  return launchRun(
+    { kind: 'sample', entry: prepared.entry, runDir: prepared.runDir, collect },
+    launchOptions(options, prepared.layout),
+  )
 }

@@ -9,8 +9,10 @@ import { createRequire } from 'node:module'
 import { basename, delimiter, dirname, extname, isAbsolute, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import type { FfmpegCommand } from 'fluent-ffmpeg'
-import { resolveVenvDir, venvPython } from '../python/paths.js'
+import { PythonCallError } from '../python/bridge/index.js'
+import { resolveVenvDir } from '../python/paths.js'
 import { FfmpegError, FfmpegNotFoundError, VideoCancelledError, VideoInputError } from './errors.js'
+import { callVideoPython, VideoPythonUnavailable } from './python.js'
 
 export interface FfmpegOptions {
   /** An ffmpeg binary to use (a path, or a name looked up on PATH); wins over everything else. */
@@ -111,16 +113,20 @@ function npmBinary(pkg: string): string | null {
   }
 }
 
+/** Asks the managed environment's Python (through the bridge) for imageio-ffmpeg's binary. */
 async function imageioFfmpeg(venvDir: string): Promise<{ path: string | null; note: string }> {
-  const python = venvPython(venvDir)
-  if (!isExecutable(python)) return { path: null, note: `no Python environment at ${venvDir}` }
-  const r = await execa(python, ['-c', 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())'], {
-    reject: false,
-    timeout: 60_000,
-  })
-  const path = r.exitCode === 0 ? r.stdout.trim().split('\n').at(-1) : undefined
-  if (path && isExecutable(path)) return { path, note: path }
-  return { path: null, note: r.stderr.trim().split('\n').at(-1) || 'imageio-ffmpeg gave no binary' }
+  try {
+    const path = await callVideoPython<string>('ffmpeg_executable', {}, 'finding imageio-ffmpeg', {
+      venvDir,
+      timeoutMs: 60_000,
+    })
+    if (isExecutable(path)) return { path, note: path }
+    return { path: null, note: `imageio-ffmpeg named ${path}, which is not an executable file` }
+  } catch (e) {
+    if (e instanceof VideoPythonUnavailable) return { path: null, note: e.message }
+    if (e instanceof PythonCallError) return { path: null, note: e.pythonMessage }
+    throw e
+  }
 }
 
 async function search(

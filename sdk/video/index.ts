@@ -18,7 +18,7 @@ export {
   poster,
   preview,
 } from './previews.js'
-export { probe, type StreamInfo, type VideoInfo } from './probe.js'
+export { type DeclaredFacts, probe, probeWarnings, type StreamInfo, type VideoInfo } from './probe.js'
 export {
   formatSubtitles,
   readRunFolder,

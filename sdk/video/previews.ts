@@ -18,7 +18,10 @@ import { probe } from './probe.js'
 export interface PreviewOptions extends VideoOptions {
   /** `gif` (palette-optimised, loops) or `webm` (VP9). Default `gif`. */
   format?: 'gif' | 'webm'
-  /** Output width in pixels; the height follows the aspect ratio. Default 320. */
+  /**
+   * Output width in pixels (a positive integer; larger than the source's upscales); the height follows the
+   * aspect ratio. Default: the source's width, at most 320 (never upscaled).
+   */
   width?: number
   /** Output frame rate; default: the source's. */
   fps?: number
@@ -28,8 +31,25 @@ export interface PreviewOptions extends VideoOptions {
 
 function positiveInt(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1)
-    throw new VideoInputError(`${name} must be a positive integer, got ${value}`)
+    throw new VideoInputError(`${name} must be a positive integer, got ${value}; give a whole number >= 1`)
   return value
+}
+
+/** Widest default preview: larger sources are scaled down to it, smaller ones keep their width. */
+export const PREVIEW_MAX_WIDTH = 320
+
+/**
+ * ffmpeg scale filter of a preview: an explicit `width`, or the source's width capped at 320 (an ffmpeg
+ * expression, so no probe is needed). `even` rounds the width down to even and makes the height even
+ * (VP9 with 4:2:0 chroma).
+ */
+export function previewScale(width: number | undefined, even: boolean): string {
+  if (width === undefined) {
+    const w = `min(iw\\,${PREVIEW_MAX_WIDTH})`
+    return even ? `scale=w=2*trunc(${w}/2):h=-2` : `scale=w=${w}:h=-1`
+  }
+  const w = positiveInt(width, 'preview width')
+  return even ? `scale=w=${Math.max(2, Math.round(w / 2) * 2)}:h=-2` : `scale=w=${w}:h=-1`
 }
 
 /** Writes an animated preview of `file`; resolves to its path. */
@@ -38,7 +58,7 @@ export async function preview(file: string, options: PreviewOptions = {}): Promi
   const format = options.format ?? 'gif'
   if (format !== 'gif' && format !== 'webm')
     throw new VideoInputError(`preview format must be gif or webm, got ${format}`)
-  const width = positiveInt(options.width ?? 320, 'width')
+  const scale = previewScale(options.width, format === 'webm')
   const out = options.out ?? siblingPath(input, `.preview.${format}`)
   const { ffmpeg: binary } = await findFfmpeg(options)
   const fps = options.fps === undefined ? '' : `fps=${positiveInt(options.fps, 'fps')},`
@@ -47,15 +67,13 @@ export async function preview(file: string, options: PreviewOptions = {}): Promi
     if (format === 'gif') {
       cmd
         .complexFilter(
-          `[0:v]${fps}scale=${width}:-1:flags=lanczos,split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5`,
+          `[0:v]${fps}${scale}:flags=lanczos,split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5`,
         )
         .outputOptions(['-loop', '0'])
         .format('gif')
     } else {
-      // VP9 with 4:2:0 chroma: an even width and height.
-      const even = Math.max(2, Math.round(width / 2) * 2)
       cmd
-        .videoFilters(`${fps}scale=${even}:-2`)
+        .videoFilters(`${fps}${scale}`)
         .videoCodec('libvpx-vp9')
         .outputOptions([
           '-pix_fmt',

@@ -19,11 +19,20 @@ def outcome(case: dict) -> dict:
             return {"text": format_number(case["number"])}
         if "set" in case:
             return {"ok": True, "value": parse_set_args(case["set"])}
-        validate_config(case["raw"], RuleOptions(world_size=case.get("world_size"), run_kind=case.get("run_kind")))
+        validate_config(
+            case["raw"],
+            RuleOptions(
+                world_size=case.get("world_size"), run_kind=case.get("run_kind")
+            ),
+        )
         return {"ok": True}
     except ConfigError as e:
-        return {"ok": False, "issues": [{"path": i.path, "message": i.message} for i in e.issues]}
+        return {
+            "ok": False,
+            "issues": [{"path": i.path, "message": i.message} for i in e.issues],
+        }
 
 
-for line in open(sys.argv[1], encoding="utf-8"):
-    print(json.dumps(outcome(json.loads(line)), ensure_ascii=False))
+with open(sys.argv[1], encoding="utf-8") as cases:
+    for line in cases:
+        print(json.dumps(outcome(json.loads(line)), ensure_ascii=False))

@@ -7,7 +7,12 @@ LAST = {}
 
 
 def nan_values():
-    return {"nan": float("nan"), "inf": float("inf"), "list": [1.5, float("-inf")], "ok": 2.5}
+    return {
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "list": [1.5, float("-inf")],
+        "ok": 2.5,
+    }
 
 
 def fail(what):
@@ -19,7 +24,9 @@ def steps(n, progress=None, sleep=0.0):
     try:
         for i in range(n):
             if progress is not None:
-                progress({"step": i, "total": n, "loss": float("nan") if i == 0 else i / n})
+                progress(
+                    {"step": i, "total": n, "loss": float("nan") if i == 0 else i / n}
+                )
             LAST["step"] = i
             time.sleep(sleep)
     except BaseException as e:

@@ -110,9 +110,66 @@ describe('ttt-video CLI', () => {
     expect(report.python.packages.transformers).toBeTruthy()
     expect(report.ffmpeg.path).toBeTruthy()
     expect(r.exitCode).toBe(report.findings.some((f: { level: string }) => f.level === 'problem') ? 1 : 0)
-    const missing = await cli('doctor', '--json', '--venv', join(tmp, 'no-venv'))
+    const venv = join(tmp, 'no-venv')
+    const missing = await cli('doctor', '--json', '--venv', venv)
     expect(missing.exitCode).toBe(1)
-    expect(JSON.parse(missing.stdout).findings[0]).toMatchObject({ level: 'problem', fix: 'ttt-video setup' })
+    // the fix names the same --venv, or it would set up another environment
+    expect(JSON.parse(missing.stdout).findings[0]).toMatchObject({
+      level: 'problem',
+      fix: `ttt-video setup --venv ${venv}`,
+    })
+  })
+})
+
+describe('bad inputs end quickly with a clear error (the new-user trial)', () => {
+  const story = 'examples/storyboards/puppy-3s.jsonl'
+
+  it('an output folder that cannot be created (/proc) fails at once, naming where and how to fix it', async () => {
+    const started = performance.now()
+    const r = await cli('generate', story, '--out', '/proc/x/y', '--dry-run')
+    const real = await cli('generate', story, '--out', '/proc/x/y')
+    expect(performance.now() - started).toBeLessThan(30_000)
+    expect(r.exitCode).toBe(0) // --dry-run writes nothing
+    expect(real.exitCode).toBe(1)
+    expect(real.stderr).toMatch(
+      /cannot create \/proc\/x\/y\/\S*: .* at \/proc\/x .*; choose a folder you can write to/,
+    )
+  })
+
+  it('a config typo is reported before the missing model', async () => {
+    const file = join(tmp, 'typo.toml')
+    writeFileSync(file, '[model]\nssm_layr = "ttt_mlp"\n')
+    const r = await cli('generate', story, '--config', file)
+    expect(r.exitCode).toBe(1)
+    expect(r.stderr).toContain('unknown field model.ssm_layr; did you mean model.ssm_layer?')
+  })
+
+  it('with --json, errors before the launch are JSON too', async () => {
+    const r = await cli('generate', story, '--json', '--set', 'eval.num_denoising_steps=0')
+    expect(r.exitCode).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      type: 'error',
+      code: 'CONFIG',
+      issues: [
+        {
+          path: 'eval.num_denoising_steps',
+          message: 'must be an integer from 1 to 1000, got 0 (in --set eval.num_denoising_steps=0)',
+        },
+      ],
+    })
+    const usage = await cli('generate', '--json')
+    expect([usage.exitCode, JSON.parse(usage.stdout).code]).toEqual([2, 'USAGE'])
+  })
+
+  it('storyboard check takes a preset', async () => {
+    const r = await cli(
+      'storyboard',
+      'check',
+      'examples/storyboards/tom-and-jerry-9s.json',
+      '--preset',
+      'ttt-mlp/9s',
+    )
+    expect([r.exitCode, r.stdout]).toEqual([0, expect.stringContaining('2 videos of 3 segments (ok)')])
   })
 })
 
@@ -129,8 +186,8 @@ describe('TypeScript and Python resolve configs identically', () => {
       join(ROOT, file),
       ...set.flatMap((s) => ['--set', s]),
     ])
-    const [result] = JSON.parse(py.stdout) as { ok: boolean; config: unknown }[]
-    expect(result!.ok).toBe(true)
-    expect(result!.config).toEqual(JSON.parse(JSON.stringify(ts)))
+    const result = JSON.parse(py.stdout) as { ok: boolean; config: unknown }
+    expect(result.ok).toBe(true)
+    expect(result.config).toEqual(JSON.parse(JSON.stringify(ts)))
   })
 })

@@ -169,6 +169,26 @@ describe('generate()', () => {
     expect((await second.result).videos.map((v) => v.index)).toEqual([0, 1])
   })
 
+  it('refuses a run directory that holds another run, naming what differs, and leaves it as it was', async () => {
+    const runDir = join(tmp, 'reuse')
+    const a = oneSegment(1)
+    await (await generate(a, { runDir, overrides: fast(2) })).result
+    const config = readFileSync(join(runDir, 'config.toml'), 'utf8')
+    const other = [[{ text: 'another storyboard' }]]
+    await expect(generate(other, { runDir, overrides: fast(2) })).rejects.toThrow(
+      /storyboards of video 0 differ/,
+    )
+    await expect(generate(a, { runDir, overrides: fast(3) })).rejects.toThrow(
+      /eval.num_denoising_steps is 2 there and 3 now/,
+    )
+    await expect(generate(a, { runDir, overrides: fast(2), seed: 7 })).rejects.toThrow(
+      /job.seed is 42 there and 7 now/,
+    )
+    expect(readFileSync(join(runDir, 'config.toml'), 'utf8')).toBe(config)
+    const again = await collect(await generate(a, { runDir, overrides: fast(2) }))
+    expect(again.filter((e) => e.type === 'video.skipped').map((e) => e.video)).toEqual([0])
+  })
+
   it('the demo model takes any number of segments (6 s: even, 8-token mini-batches)', async () => {
     const run = await generate([[{ text: 'a' }, { text: 'b', requires_scene_transition: true }]], {
       outputDir: join(tmp, 'six'),

@@ -3,17 +3,23 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import ffmpeg from 'fluent-ffmpeg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { previewCommand } from '../../sdk/cli/commands/preview.js'
+import { probeCommand } from '../../sdk/cli/commands/probe.js'
+import { UsageError } from '../../sdk/cli/flags.js'
+import { closeBridge } from '../../sdk/python/bridge/index.js'
 import { runFfmpeg, runFluent, writeAtomically } from '../../sdk/video/ffmpeg.js'
 import {
   concat,
   contactSheet,
   evenlySpacedFrames,
+  FfmpegError,
   FfmpegNotFoundError,
   findFfmpeg,
   poster,
   preview,
   probe,
+  probeWarnings,
   subtitleCues,
   subtitles,
   VideoCancelledError,
@@ -21,15 +27,21 @@ import {
 } from '../../sdk/video/index.js'
 
 // Real ffmpeg (whatever findFfmpeg finds: on a fresh machine the venv's imageio-ffmpeg) and real PyAV
-// (or ffprobe when one is installed). Videos are made here: 64x48, 16 fps, a moving gradient.
+// through the Python bridge (or ffprobe when one is installed). Videos are made here: 64x48 unless said,
+// 16 fps, a moving gradient.
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-video-'))
 let bin: string
 
-async function makeVideo(file: string, frames: number, size = '64x48'): Promise<string> {
+async function makeVideo(
+  file: string,
+  frames: number,
+  size = '64x48',
+  extra: string[] = [],
+): Promise<string> {
   const gradient = `nullsrc=s=${size}:r=16,format=rgb24,geq=r='mod(4*X+8*N,256)':g='mod(5*Y+4*N,256)':b='mod(2*(X+Y)+16*N,256)'`
   await execa(bin, [
     ...['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', gradient],
-    ...['-frames:v', String(frames), '-c:v', 'libx264', '-pix_fmt', 'yuv420p', file],
+    ...['-frames:v', String(frames), '-c:v', 'libx264', '-pix_fmt', 'yuv420p', ...extra, file],
   ])
   return file
 }
@@ -59,7 +71,28 @@ beforeAll(async () => {
   writeFileSync(join(runDir, 'meta.json'), JSON.stringify({ seed: 1, fps: 16, frames: 145 }))
 })
 
-afterAll(() => rmSync(tmp, { recursive: true, force: true }))
+afterAll(async () => {
+  rmSync(tmp, { recursive: true, force: true })
+  await closeBridge()
+})
+
+/** Runs a CLI command function with stdout and stderr captured. */
+async function captured(
+  run: () => Promise<number>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const text = { stdout: '', stderr: '' }
+  const spies = (['stdout', 'stderr'] as const).map((name) =>
+    vi.spyOn(process[name], 'write').mockImplementation((chunk: string | Uint8Array) => {
+      text[name] += String(chunk)
+      return true
+    }),
+  )
+  try {
+    return { code: await run(), ...text }
+  } finally {
+    for (const spy of spies) spy.mockRestore()
+  }
+}
 
 describe('findFfmpeg', () => {
   it('finds a working ffmpeg', async () => {
@@ -107,12 +140,64 @@ describe('probe', () => {
       streams: [{ index: 0, type: 'video', codec: 'h264' }],
     })
     expect(info.containerDuration).toBeCloseTo(3.0625, 3)
+    expect(info.warnings).toEqual([])
+    const cli = await captured(() => probeCommand.run([clip49], {}))
+    expect(cli).toMatchObject({ code: 0, stdout: expect.stringContaining('49 frames at 16 fps'), stderr: '' })
   })
 
   it('fails with a typed error on a missing or broken file', async () => {
     await expect(probe(join(tmp, 'missing.mp4'))).rejects.toBeInstanceOf(VideoInputError)
     writeFileSync(join(tmp, 'broken.mp4'), 'not a video')
-    await expect(probe(join(tmp, 'broken.mp4'))).rejects.toThrow(/broken\.mp4/)
+    const broken = await probe(join(tmp, 'broken.mp4')).catch((e: unknown) => e)
+    // PyAV (through the bridge) and ffprobe both report it as a failed read of that file.
+    expect(broken).toBeInstanceOf(FfmpegError)
+    expect((broken as Error).message).toMatch(/broken\.mp4/)
+  })
+
+  it('warns, and the CLI exits 1, when the frames present disagree with the header (a truncated mp4)', async () => {
+    // faststart puts the header (49 frames, 3.0625 s) first, so the cut file still opens.
+    const whole = await makeVideo(join(tmp, 'whole.mp4'), 49, '64x48', ['-movflags', '+faststart'])
+    const bytes = readFileSync(whole)
+    const cut = join(tmp, 'cut.mp4')
+    writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)))
+    const info = await probe(cut)
+    expect(info.frames).toBeGreaterThan(0)
+    expect(info.frames).toBeLessThan(45)
+    expect(info.warnings.join('\n')).toContain(`its header declares 49 frames but ${info.frames} are present`)
+    expect(info.warnings.join('\n')).toMatch(/declares 3\.063 s \(more than one frame apart\)/)
+    expect(info.warnings.every((w) => w.startsWith(cut) && w.includes('probably truncated'))).toBe(true)
+    const cli = await captured(() => probeCommand.run([cut], {}))
+    expect(cli.code).toBe(1)
+    expect(cli.stdout).toContain(`${info.frames} frames at 16 fps`)
+    expect(cli.stderr).toContain(`warning: ${info.warnings[0]}`)
+  })
+
+  it('tolerates one frame interval between the counted and the declared duration, no more', () => {
+    const facts = { file: 'v.mp4', frames: 49, fps: 16, declaredFrames: null, containerDuration: null }
+    expect(probeWarnings({ ...facts, streamDuration: 49 / 16 + 1 / 16 })).toEqual([])
+    expect(probeWarnings({ ...facts, streamDuration: 49 / 16 - 1 / 16 })).toEqual([])
+    expect(probeWarnings({ ...facts, streamDuration: 49 / 16 + 1.01 / 16 })).toHaveLength(1)
+    // The stream's duration wins over the container's (which may include a longer audio track).
+    expect(probeWarnings({ ...facts, streamDuration: 49 / 16, containerDuration: 9 })).toEqual([])
+    expect(probeWarnings({ ...facts, streamDuration: null, containerDuration: 9 })[0]).toContain(
+      'the container declares 9.000 s',
+    )
+    expect(probeWarnings({ ...facts, streamDuration: null, declaredFrames: 50 })[0]).toContain(
+      'its header declares 50 frames but 49 are present',
+    )
+    expect(probeWarnings({ ...facts, streamDuration: null, readError: 'reading packet 50 failed' })).toEqual([
+      'v.mp4: reading packet 50 failed after 49 frames; the file is probably truncated or damaged; write or download it again',
+    ])
+  })
+
+  it('says how to fix a missing PyAV when there is no ffprobe either', async () => {
+    const noVenv = join(tmp, 'no-venv')
+    const err = await probe(clip49, { env: { PATH: '/nonexistent' }, venvDir: noVenv }).catch(
+      (e: unknown) => e,
+    )
+    expect(err).toBeInstanceOf(FfmpegNotFoundError)
+    expect((err as Error).message).toContain(`no Python environment at ${noVenv}`)
+    expect((err as Error).message).toContain('npx ttt-video setup')
   })
 })
 
@@ -120,10 +205,46 @@ describe('previews', () => {
   it('writes a GIF and a WebM preview', async () => {
     const gif = await preview(clip49, { format: 'gif', width: 32 })
     expect(gif).toBe(join(tmp, 'clip49.preview.gif'))
-    expect(await probe(gif)).toMatchObject({ codec: 'gif', width: 32, height: 24, frames: 49 })
+    expect(await probe(gif)).toMatchObject({ codec: 'gif', width: 32, height: 24, frames: 49, warnings: [] })
     const webm = await preview(clip49, { format: 'webm', width: 32, out: join(tmp, 'p.webm') })
-    expect(await probe(webm)).toMatchObject({ codec: 'vp9', width: 32, height: 24, frames: 49, fps: 16 })
+    const vp9 = { codec: 'vp9', width: 32, height: 24, frames: 49, fps: 16, warnings: [] }
+    expect(await probe(webm)).toMatchObject(vp9)
     expect(leftovers(tmp)).toEqual([])
+  })
+
+  it('never upscales by default: the source width, at most 320', async () => {
+    const small = await makeVideo(join(tmp, 'small96.mp4'), 8, '96x64')
+    const gif = await preview(small, { out: join(tmp, 'small96.gif') })
+    expect(await probe(gif)).toMatchObject({ width: 96, height: 64, frames: 8 })
+    const webm = await preview(small, { format: 'webm', out: join(tmp, 'small96.webm') })
+    expect(await probe(webm)).toMatchObject({ width: 96, height: 64, frames: 8 })
+    const large = await makeVideo(join(tmp, 'large.mp4'), 2, '640x360')
+    expect(await probe(await preview(large))).toMatchObject({ width: 320, height: 180, frames: 2 })
+    // Asked for: an explicit width may upscale.
+    expect(await probe(await preview(small, { width: 128, out: join(tmp, 'up.gif') }))).toMatchObject({
+      width: 128,
+      height: 85,
+    })
+  })
+
+  it('rejects a width that is not a positive integer, in the API and the CLI', async () => {
+    for (const width of [0, -32, 1.5, Number.NaN]) {
+      const out = join(tmp, `w${width}.gif`)
+      await expect(preview(clip49, { width, out })).rejects.toThrow(
+        new RegExp(`preview width must be a positive integer, got ${width}`),
+      )
+      expect(existsSync(out)).toBe(false)
+    }
+    await expect(preview(clip49, { width: 0 })).rejects.toBeInstanceOf(VideoInputError)
+    for (const width of ['0', '-32', '1.5', '', 'abc']) {
+      await expect(previewCommand.run([clip49], { width, out: join(tmp, 'cli.gif') })).rejects.toThrow(
+        new UsageError(`--width must be a positive integer (pixels), got "${width}"`),
+      )
+    }
+    expect(existsSync(join(tmp, 'cli.gif'))).toBe(false)
+    const cli = await captured(() => previewCommand.run([clip49], { width: '16', out: join(tmp, 'cli.gif') }))
+    expect(cli).toMatchObject({ code: 0, stdout: `${join(tmp, 'cli.gif')}\n` })
+    expect(await probe(join(tmp, 'cli.gif'))).toMatchObject({ width: 16, height: 12 })
   })
 
   it('writes a poster PNG', async () => {
@@ -204,6 +325,7 @@ The fox sleeps.
     expect(r.muxed).toBe(join(runDir, 'video.subtitled.mp4'))
     const info = await probe(r.muxed!)
     expect(info.frames).toBe(145)
+    expect(info.warnings).toEqual([])
     expect(info.streams.map((s) => [s.type, s.codec])).toEqual([
       ['video', 'h264'],
       ['subtitle', 'mov_text'],
@@ -223,7 +345,7 @@ describe('concat', () => {
     const r = await concat([a, b, a], join(tmp, 'joined.mp4'))
     expect(r.frames).toBe(65)
     const info = await probe(r.path)
-    expect(info).toMatchObject({ frames: 65, fps: 16, width: 64, height: 48, codec: 'h264' })
+    expect(info).toMatchObject({ frames: 65, fps: 16, width: 64, height: 48, codec: 'h264', warnings: [] })
     expect(leftovers(tmp)).toEqual([])
   })
 
@@ -243,6 +365,7 @@ describe('cancellation', () => {
       VideoCancelledError,
     )
     await expect(concat([clip49], join(tmp, 'x.mp4'), { signal })).rejects.toBeInstanceOf(VideoCancelledError)
+    await expect(probe(clip49, { signal })).rejects.toBeInstanceOf(VideoCancelledError)
     expect(existsSync(join(tmp, 'x.gif')) || existsSync(join(tmp, 'x.mp4'))).toBe(false)
   })
 

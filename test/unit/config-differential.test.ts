@@ -8,6 +8,7 @@ import { formatNumber } from '../../sdk/contracts/config/messages.js'
 import { type ConfigObject, mergeConfigObjects, parseSetArgs } from '../../sdk/contracts/config/overrides.js'
 import { fieldNames, SECTION_NAMES, type SectionName } from '../../sdk/contracts/config/schema.js'
 import { fieldJsonSchemas, validateConfig } from '../../sdk/contracts/config/validate.js'
+import type { RunKind } from '../../sdk/contracts/events.js'
 import { ConfigError } from '../../sdk/errors.js'
 import { venvPythonFor } from '../../sdk/python/paths.js'
 import { ROOT, shippedConfigs } from '../helpers.js'
@@ -101,7 +102,7 @@ function shapeCase(): unknown {
 interface Case {
   raw?: unknown
   world_size?: number | null
-  run_kind?: string | null
+  run_kind?: RunKind | null
   set?: string[]
   number?: number
 }
@@ -111,7 +112,7 @@ function cases(): Case[] {
   for (let i = 0; i < 1500; i++) {
     const kind = rand()
     const raw = kind < 0.55 ? ruleCase() : kind < 0.95 ? fieldCase() : shapeCase()
-    const runKind = rand() < 0.3 ? 'train' : null
+    const runKind = pick<RunKind | null>(['train', 'prepare', null, null, null, null])
     out.push({ raw, world_size: rand() < 0.3 ? pick([1, 2, 3, 4, 6, 8, 16]) : null, run_kind: runKind })
   }
   const texts = [

@@ -14,7 +14,7 @@ import {
   validateConfig,
 } from '../../sdk/contracts/config/index.js'
 import { ConfigError } from '../../sdk/errors.js'
-import { type BadConfig, ROOT, readVector, shippedConfigs } from '../helpers.js'
+import { type BadConfig, ROOT, readCases, shippedConfigs } from '../helpers.js'
 
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-config-'))
 function writeTemp(name: string, content: string | Buffer): string {
@@ -170,8 +170,8 @@ describe('shipped configs', () => {
   })
 })
 
-describe('bad configs (test/vectors/bad-configs.json)', () => {
-  const { configs } = readVector<{ configs: BadConfig[] }>('bad-configs.json')
+describe('bad configs (test/vectors/bad-configs.jsonl)', () => {
+  const configs = readCases<BadConfig>('bad-configs.jsonl')
   it('has a corpus large enough to matter', () => {
     expect(configs.length).toBeGreaterThanOrEqual(30)
   })
@@ -203,5 +203,16 @@ describe('generated files', () => {
     for (const [file, content] of Object.entries(renderGeneratedFiles())) {
       expect(readFileSync(join(ROOT, file), 'utf8'), `${file} is stale: run npm run codegen`).toBe(content)
     }
+  })
+})
+
+describe('bad --set values (test/vectors/bad-set-args.jsonl)', () => {
+  const cases = readCases<{ name: string; set: string; code: string; path: string; message: string }>(
+    'bad-set-args.jsonl',
+  )
+  it.each(cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const e = configError(() => parseSetArgs([c.set]))
+    expect(e.code).toBe(c.code)
+    expect(e.issues).toEqual([{ path: c.path, message: `${c.message} (in --set ${c.set})` }])
   })
 })

@@ -9,12 +9,13 @@ import {
   validateStoryboards,
 } from '../../sdk/contracts/storyboard.js'
 import { StoryboardError } from '../../sdk/errors.js'
-import { readVector, type StoryboardVectors } from '../helpers.js'
+import { type BadStoryboard, readCases, readVector, type StoryboardPromptCases } from '../helpers.js'
 
-const vectors = readVector<StoryboardVectors>('storyboards.json')
+const vectors = readVector<StoryboardPromptCases>('storyboard-prompts.json')
+const badStoryboards = readCases<BadStoryboard>('bad-storyboards.jsonl')
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-storyboard-'))
 
-describe('scene tokens (test/vectors/storyboards.json)', () => {
+describe('scene tokens (test/vectors/storyboard-prompts.json)', () => {
   it.each(vectors.cases.map((c) => [c.name, c] as const))('%s', (_name, vector) => {
     const videos = validateStoryboards(vector.videos, vector.segments)
     const got = videos
@@ -33,8 +34,8 @@ describe('scene tokens (test/vectors/storyboards.json)', () => {
   })
 })
 
-describe('bad storyboards', () => {
-  it.each(vectors.errors.map((c) => [c.name, c] as const))('%s', (_name, vector) => {
+describe('bad storyboards (test/vectors/bad-storyboards.jsonl)', () => {
+  it.each(badStoryboards.map((c) => [c.name, c] as const))('%s', (_name, vector) => {
     const file = join(tmp, `${vector.name.replace(/\W+/g, '_')}-${vector.file}`)
     writeFileSync(
       file,
@@ -49,6 +50,7 @@ describe('bad storyboards', () => {
     }
     expect(error).toBeInstanceOf(StoryboardError)
     const e = error as StoryboardError
+    expect(e.code).toBe(vector.code)
     expect(e.issues.map((i) => i.path)).toContain(vector.path)
     const issue = e.issues.find((i) => i.path === vector.path)!
     if (vector.line !== undefined) expect(issue.line).toBe(vector.line)

@@ -21,16 +21,6 @@ from .expr import MISSING, Scope, evaluate
 from .generated import SECTION_TYPES, JobConfig
 from .messages import field_message, unknown_field, unknown_section
 
-PATH_FIELDS = (
-    "checkpoint.model_dir",
-    "checkpoint.init_state_dir",
-    "eval.vae_checkpoint_path",
-    "eval.t5_model_dir",
-    "eval.input_file",
-    "training.dataset_path",
-    "training.jsonl_paths",
-)
-
 
 @dataclass
 class Issue:
@@ -236,12 +226,16 @@ def check_rules(cfg: JobConfig, options: RuleOptions | None = None) -> list[Issu
     options = options or RuleOptions()
     scope = rule_scope(cfg, options)
     issues = [i for i in (_check_rule(rule, scope) for rule in generated.RULES) if i is not None]
-    return issues + (_missing_paths(cfg, options.base_dir) if options.check_paths else [])
+    return issues + (_missing_paths(cfg, options) if options.check_paths else [])
 
 
-def _missing_paths(cfg: JobConfig, base_dir: Path | None) -> list[Issue]:
+def _missing_paths(cfg: JobConfig, options: RuleOptions) -> list[Issue]:
     issues = []
-    for path in PATH_FIELDS:
+    base_dir = options.base_dir
+    for field in generated.PATH_FIELDS:
+        path = field["path"]
+        if field.get("output_of") is not None and field["output_of"] == options.run_kind:
+            continue
         section, name = path.split(".")
         value = getattr(getattr(cfg, section), name)
         if isinstance(value, str):

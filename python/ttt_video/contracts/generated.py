@@ -986,7 +986,11 @@ RULES = [
     {
         "id": "mesh-matches-world-size",
         "path": "parallelism",
-        "when": ["defined", ["ref", "$world_size"]],
+        "when": [
+            "and",
+            ["defined", ["ref", "$world_size"]],
+            ["ne", ["ref", "$run_kind"], "prepare"],
+        ],
         "let": [
             [
                 "others",
@@ -1084,6 +1088,31 @@ RULES = [
         "when": ["eq", ["ref", "$run_kind"], "train"],
         "require": ["eq", ["ref", "parallelism.cfg_parallel"], 1],
         "message": "must be 1 for training (CFG-parallel splits the two guidance branches of sampling)",
+    },
+]
+
+PATH_FIELDS = [
+    {
+        "path": "checkpoint.model_dir",
+    },
+    {
+        "path": "checkpoint.init_state_dir",
+    },
+    {
+        "path": "eval.vae_checkpoint_path",
+    },
+    {
+        "path": "eval.t5_model_dir",
+    },
+    {
+        "path": "eval.input_file",
+    },
+    {
+        "path": "training.dataset_path",
+        "output_of": "prepare",
+    },
+    {
+        "path": "training.jsonl_paths",
     },
 ]
 

@@ -93,7 +93,7 @@ def parse_storyboards(data: bytes | str, fmt: str, file: str | os.PathLike | Non
     issues: list[Issue] = []
     videos: list[Video] = []
     if fmt == "json":
-        ok, value = _parse_json(text, 0, issues)
+        ok, value = parse_json(text, 0, issues)
         if ok:
             if not isinstance(value, list):
                 issues.append(
@@ -107,7 +107,7 @@ def parse_storyboards(data: bytes | str, fmt: str, file: str | os.PathLike | Non
         for line_index, line in enumerate(text.split("\n")):
             if not line.strip():
                 continue
-            ok, value = _parse_json(line, line_index, issues)
+            ok, value = parse_json(line, line_index, issues)
             if ok:
                 before = len(issues)
                 videos.append(_check_video(value, len(videos), issues))
@@ -174,7 +174,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _parse_json(text: str, line_index: int, issues: list[Issue]) -> tuple[bool, Any]:
+def parse_json(text: str, line_index: int, issues: list[Issue]) -> tuple[bool, Any]:
+    """``(True, value)`` of JSON ``text`` that starts on line ``line_index + 1`` (0-based index), or
+    ``(False, None)`` with an issue appended (invalid JSON or a key given twice, with its line)."""
     try:
         return True, json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
@@ -188,17 +190,19 @@ def _parse_json(text: str, line_index: int, issues: list[Issue]) -> tuple[bool, 
 def _check_video(value: Any, index: int, issues: list[Issue]) -> Video:
     where = f"video[{index}]"
     if not isinstance(value, list):
-        issues.append(Issue(where, f"must be an array of segment objects, got {_describe(value)}"))
+        issues.append(Issue(where, f"must be an array of segment objects, got {describe_value(value)}"))
         return []
     if not value:
         issues.append(Issue(where, 'has no segment; a video needs at least one {"text": ...}'))
         return []
-    return [_check_segment(s, f"{where}.segment[{j}]", issues) for j, s in enumerate(value)]
+    return [check_segment(s, f"{where}.segment[{j}]", issues) for j, s in enumerate(value)]
 
 
-def _check_segment(value: Any, where: str, issues: list[Issue]) -> Segment:
+def check_segment(value: Any, where: str, issues: list[Issue]) -> Segment:
+    """The segment of a storyboard or annotation object; every problem is appended to ``issues`` with a
+    path under ``where`` (a stand-in Segment is returned then)."""
     if not isinstance(value, dict):
-        issues.append(Issue(where, f'must be an object like {{"text": "..."}}, got {_describe(value)}'))
+        issues.append(Issue(where, f'must be an object like {{"text": "..."}}, got {describe_value(value)}'))
         return Segment("")
     for key in value:
         if key not in SEGMENT_KEYS:
@@ -209,7 +213,7 @@ def _check_segment(value: Any, where: str, issues: list[Issue]) -> Segment:
     if "text" not in value:
         issues.append(Issue(f"{where}.text", "is missing; every segment needs a prompt"))
     elif not isinstance(value["text"], str):
-        issues.append(Issue(f"{where}.text", f"must be a string, got {_describe(value['text'])}"))
+        issues.append(Issue(f"{where}.text", f"must be a string, got {describe_value(value['text'])}"))
     elif not value["text"].strip():
         issues.append(Issue(f"{where}.text", "must not be empty"))
     else:
@@ -218,12 +222,15 @@ def _check_segment(value: Any, where: str, issues: list[Issue]) -> Segment:
     transition = value.get("requires_scene_transition", False)
     if not isinstance(transition, bool):
         issues.append(
-            Issue(f"{where}.requires_scene_transition", f"must be true or false, got {_describe(transition)}")
+            Issue(
+                f"{where}.requires_scene_transition",
+                f"must be true or false, got {describe_value(transition)}",
+            )
         )
         transition = False
     neg = value.get("neg_text")
     if neg is not None and not isinstance(neg, str):
-        issues.append(Issue(f"{where}.neg_text", f"must be a string or null, got {_describe(neg)}"))
+        issues.append(Issue(f"{where}.neg_text", f"must be a string or null, got {describe_value(neg)}"))
         neg = None
     elif neg is not None:
         issues.extend(_text_issues(neg, f"{where}.neg_text"))
@@ -246,7 +253,8 @@ def _text_issues(text: str, where: str) -> list[Issue]:
     return issues
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """A JSON value as messages name it: "null", "an array", "the string \"x\"", "number 3"."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -35,7 +35,7 @@ function validate(files: string[], values: Flags): number {
       if (!(e instanceof TttVideoError)) throw e
       const issues = 'issues' in e ? e.issues : []
       out(values.json ? JSON.stringify({ file, ok: false, message: e.message, issues }) : '')
-      if (!values.json) err(e.message)
+      if (!values.json) err(values.verbose === true ? (e.stack ?? e.message) : e.message)
       failed++
     }
   }

@@ -1,7 +1,7 @@
-import { configToToml } from '../../contracts/config/load.js'
 import type { EvalPreset } from '../../contracts/presets.gen.js'
 import { callPython } from '../../python/bridge/index.js'
 import { type GenerateOptions, generate, prepareGenerate } from '../../runs/generate.js'
+import { launchOptions } from '../../runs/launch.js'
 import {
   type Command,
   cancellation,
@@ -11,15 +11,19 @@ import {
   LAYOUT_FLAGS,
   layoutFlags,
   out,
-  quote,
+  SLURM_FLAGS,
+  slurmFlags,
   UsageError,
 } from '../flags.js'
 import { followRun } from '../follow-run.js'
+import { printPlan } from '../plan.js'
 
 function options(values: Flags): GenerateOptions {
   if (values.config && values.preset) throw new UsageError('give --config or --preset, not both')
   const seed = intFlag(values.seed, 'seed', 0)
+  const slurm = slurmFlags(values)
   return {
+    ...(slurm ? { slurm } : {}),
     ...(values.config ? { config: values.config as string } : {}),
     ...(values.preset ? { preset: values.preset as EvalPreset } : {}),
     ...(values.model ? { model: values.model as string } : {}),
@@ -34,8 +38,7 @@ function options(values: Flags): GenerateOptions {
 
 async function dryRun(storyboard: string, opts: GenerateOptions): Promise<number> {
   const prepared = await prepareGenerate(storyboard, { ...opts, dryRun: true })
-  out(`# resolved config\n${configToToml(prepared.config)}`)
-  out(`# command (run directory: ${prepared.runDir})\n${prepared.command.map(quote).join(' ')}\n`)
+  printPlan(prepared.config, prepared, launchOptions(opts, prepared.layout))
   const table = await callPython<string>('ttt_video.sampling.table.format_step_table', {
     config: prepared.config,
   })
@@ -48,6 +51,7 @@ export const generateCommand: Command = {
   usage:
     'ttt-video generate STORYBOARD [--config FILE | --preset NAME] [--model BUNDLE] [--set SECTION.FIELD=VALUE]...\n' +
     '                   [--gpus N] [--nnodes N --node-rank K --rdzv-endpoint HOST:PORT [--rdzv-id ID]]\n' +
+    '                   [--slurm | --slurm-dry-run] [--slurm-partition P] [--slurm-time T] [--slurm-option OPT]...\n' +
     '                   [--out DIR] [--run-dir DIR] [--seed N] [--dry-run] [--json]',
   flags: {
     config: { type: 'string' },
@@ -55,6 +59,7 @@ export const generateCommand: Command = {
     model: { type: 'string' },
     set: { type: 'string', multiple: true },
     ...LAYOUT_FLAGS,
+    ...SLURM_FLAGS,
     out: { type: 'string' },
     'run-dir': { type: 'string' },
     seed: { type: 'string' },
@@ -65,7 +70,7 @@ export const generateCommand: Command = {
     if (positionals.length !== 1)
       throw new UsageError('generate needs exactly one STORYBOARD file (.json or .jsonl)')
     const opts = options(values)
-    if (values['dry-run']) return dryRun(positionals[0]!, opts)
+    if (values['dry-run'] || values['slurm-dry-run']) return dryRun(positionals[0]!, opts)
     const cancel = cancellation()
     try {
       const verbose = values.verbose === true

@@ -3,6 +3,7 @@ import { configCommand } from './config.js'
 import { convertCommand } from './convert.js'
 import { doctorCommand } from './doctor.js'
 import { generateCommand } from './generate.js'
+import { prepareCommand } from './prepare.js'
 import { previewCommand } from './preview.js'
 import { probeCommand } from './probe.js'
 import { serveCommand } from './serve.js'
@@ -17,6 +18,7 @@ export const COMMANDS: readonly Command[] = [
   configCommand,
   storyboardCommand,
   generateCommand,
+  prepareCommand,
   convertCommand,
   probeCommand,
   previewCommand,

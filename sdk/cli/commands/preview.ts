@@ -1,5 +1,5 @@
 import { preview } from '../../video/index.js'
-import { type Command, intFlag, out, UsageError } from '../flags.js'
+import { type Command, out, UsageError } from '../flags.js'
 
 export const previewCommand: Command = {
   name: 'preview',
@@ -9,11 +9,13 @@ export const previewCommand: Command = {
     if (positionals.length !== 1) throw new UsageError('preview needs one FILE')
     const format = (values.format as string | undefined) ?? 'gif'
     if (format !== 'gif' && format !== 'webm') throw new UsageError('--format must be gif or webm')
-    const width = intFlag(values.width, 'width', 1)
+    const width = values.width === undefined ? undefined : Number(values.width)
+    if (width !== undefined && !(Number.isInteger(width) && width >= 1))
+      throw new UsageError(`--width must be a positive integer (pixels), got "${values.width}"`)
     out(
       await preview(positionals[0]!, {
         format,
-        ...(width ? { width } : {}),
+        ...(width !== undefined ? { width } : {}),
         ...(values.out ? { out: values.out as string } : {}),
       }),
     )

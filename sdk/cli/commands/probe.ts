@@ -1,5 +1,5 @@
 import { probe } from '../../video/index.js'
-import { type Command, out, UsageError } from '../flags.js'
+import { type Command, err, out, UsageError } from '../flags.js'
 
 export const probeCommand: Command = {
   name: 'probe',
@@ -13,6 +13,7 @@ export const probeCommand: Command = {
         ? JSON.stringify(info, null, 2)
         : `${info.file}: ${info.codec} ${info.width}x${info.height} ${info.pixelFormat}, ${info.frames} frames at ${info.fps} fps (${info.duration.toFixed(3)} s)`,
     )
-    return 0
+    for (const warning of info.warnings) err(`warning: ${warning}`)
+    return info.warnings.length ? 1 : 0
   },
 }

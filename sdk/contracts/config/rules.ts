@@ -51,6 +51,20 @@ const training = eq(ref('$run_kind'), 'train')
 const DP = mul(ref('parallelism.dp_replicate'), ref('parallelism.dp_sharding'))
 const lookup = op('lookup')
 
+/**
+ * The paths a config reads, which `checkPaths` requires to exist; a run kind that writes the path
+ * instead (prepare writes training.dataset_path) is exempt.
+ */
+export const PATH_FIELDS: readonly { path: string; output_of?: string }[] = [
+  { path: 'checkpoint.model_dir' },
+  { path: 'checkpoint.init_state_dir' },
+  { path: 'eval.vae_checkpoint_path' },
+  { path: 'eval.t5_model_dir' },
+  { path: 'eval.input_file' },
+  { path: 'training.dataset_path', output_of: 'prepare' },
+  { path: 'training.jsonl_paths' },
+]
+
 /** Values computed from a config; `segmentCount` and friends in validate.ts evaluate these. */
 export const DERIVED: Readonly<Record<string, Expr>> = {
   // n of T = 12n + 1, or null
@@ -159,7 +173,8 @@ function meshRule(): Rule {
   return {
     id: 'mesh-matches-world-size',
     path: 'parallelism',
-    when: defined(world),
+    // prepare ignores the mesh: each of its processes encodes its own share of the clips
+    when: and(defined(world), ne(ref('$run_kind'), 'prepare')),
     let: [['others', others]],
     require: eq(ref('@mesh_size'), world),
     hints: [['dp_sharding', floordiv(world, ref('others'))]],

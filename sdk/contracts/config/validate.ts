@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { ConfigError, type InputIssue } from '../../errors.js'
+import type { RunKind } from '../events.js'
 import { type Expr, evaluate, type Scope, type Value } from './expr.js'
 import { RULE_TABLES } from './facts.js'
 import { type FieldSchema, fieldMessage, unknownField, unknownSection } from './messages.js'
-import { DERIVED, RULES, type Rule } from './rules.js'
+import { DERIVED, PATH_FIELDS, RULES, type Rule } from './rules.js'
 import {
   fieldNames,
   fieldSchema,
@@ -22,22 +23,12 @@ import {
 export interface RuleOptions {
   /** Processes of the run; the mesh rule is checked only when it is known. */
   worldSize?: number
-  /** The kind of run the config is for ('sample', 'train', ...); some rules apply to one kind. */
-  runKind?: string
+  /** The kind of run the config is for; some rules apply to one kind (the mesh rule skips 'prepare'). */
+  runKind?: RunKind
   /** Check that every path the config names exists (relative paths against `baseDir`). */
   checkPaths?: boolean
   baseDir?: string
 }
-
-export const PATH_FIELDS = [
-  'checkpoint.model_dir',
-  'checkpoint.init_state_dir',
-  'eval.vae_checkpoint_path',
-  'eval.t5_model_dir',
-  'eval.input_file',
-  'training.dataset_path',
-  'training.jsonl_paths',
-] as const
 
 let fieldSchemaCache: Record<string, Record<string, FieldSchema>> | undefined
 
@@ -129,12 +120,14 @@ function checkRule(rule: Rule, scope: Scope): InputIssue | undefined {
 export function checkRules(config: JobConfig, options: RuleOptions = {}): InputIssue[] {
   const scope = ruleScope(config, options)
   const issues = RULES.map((rule) => checkRule(rule, scope)).filter((i) => i !== undefined)
-  return options.checkPaths ? [...issues, ...missingPaths(config, options.baseDir)] : issues
+  return options.checkPaths ? [...issues, ...missingPaths(config, options)] : issues
 }
 
-function missingPaths(config: JobConfig, baseDir = process.cwd()): InputIssue[] {
+function missingPaths(config: JobConfig, options: RuleOptions): InputIssue[] {
   const issues: InputIssue[] = []
-  for (const path of PATH_FIELDS) {
+  const baseDir = options.baseDir ?? process.cwd()
+  for (const { path, output_of } of PATH_FIELDS) {
+    if (output_of !== undefined && output_of === options.runKind) continue
     const [section, field] = path.split('.') as [SectionName, string]
     const value = (config[section] as Record<string, unknown>)[field]
     if (typeof value !== 'string') continue
