@@ -11,8 +11,10 @@ from safetensors.torch import save_file
 from test_train_loop import write_dataset, write_run
 
 from ttt_video.contracts.config import load_config
+from ttt_video.data.annotations import DataError
+from ttt_video.data.dataset import DatasetFolder
 from ttt_video.training.batches import SampleOrder, draw_batch, step_generator
-from ttt_video.training.dataset import DatasetError, open_dataset, read_manifest
+from ttt_video.training.dataset import open_dataset, read_clips
 
 
 @pytest.fixture
@@ -95,31 +97,33 @@ def test_manifest_keeps_the_last_line_of_an_id_and_names_bad_lines(tmp_path):
     lines = manifest.read_text().splitlines()
     again = {**json.loads(lines[0]), "latent_frames": 99}
     manifest.write_text("\n".join([*lines, "", json.dumps(again)]) + "\n")
-    clips = read_manifest(manifest, root)
+    clips = read_clips(DatasetFolder(root))
     assert [(c.id, c.latent_frames) for c in clips] == [("001000", 99), ("001001", 13)]
     manifest.write_text(lines[0] + "\n{not json\n")
-    with pytest.raises(DatasetError, match=r"manifest.jsonl:2: not a JSON object"):
-        read_manifest(manifest, root)
+    with pytest.raises(DataError, match=r"manifest.jsonl:2: is not a manifest entry"):
+        read_clips(DatasetFolder(root))
     manifest.write_text('{"id": "1"}\n')
-    with pytest.raises(DatasetError, match=r":1: the line has no segments, latent_frames, latents, text"):
-        read_manifest(manifest, root)
+    with pytest.raises(DataError, match=r"the entry of clip 1 has no segments, latent_frames, latents, text"):
+        read_clips(DatasetFolder(root))
 
 
 def test_dataset_folder_errors_name_the_file(tmp_path, cfg_of):
-    with pytest.raises(DatasetError, match="dataset.json not found"):
+    with pytest.raises(DataError, match="dataset.json: not found"):
         open_dataset(cfg_of(tmp_path / "nothing"))
     root = write_dataset(tmp_path / "data", clips=2)
     info = json.loads((root / "dataset.json").read_text())
     (root / "dataset.json").write_text(json.dumps({**info, "version": 2}))
-    with pytest.raises(DatasetError, match="dataset version 2, this version reads 1"):
+    with pytest.raises(DataError, match="dataset version 2, this version reads 1"):
         open_dataset(cfg_of(root))
     (root / "dataset.json").write_text(json.dumps(info))
     clip, other = open_dataset(cfg_of(root)).clips
-    save_file({"moments": torch.zeros(13, 32, 2, 2)}, str(clip.latents))
-    with pytest.raises(DatasetError, match=r"has shape \(13, 32, 2, 2\), expected \(13, 32, 4, 4\)"):
+    save_file({"moments": torch.zeros(13, 32, 2, 2)}, str(root / clip.entry["latents"]))
+    with pytest.raises(DataError, match=r"001000.safetensors: clip 001000: 'moments' has shape \(13, 32, 2, 2\), "
+                       r"expected \(13, 32, 4, 4\)"):  # fmt: skip
         open_dataset(cfg_of(root)).load_clip(clip)
-    other.text.write_bytes(b"garbage")
-    with pytest.raises(DatasetError, match=r"text/001001.safetensors: cannot read it"):
+    (root / other.entry["text"]).write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"clip 001001 \(latents/001001.safetensors, text/001001.safetensors\): "
+                       "cannot read its tensors"):  # fmt: skip
         open_dataset(cfg_of(root)).load_clip(other)
 
 

@@ -44,7 +44,7 @@ def write_dataset(root: Path, clips: int = 4, segments: int = 1, seed: int = 0, 
     info = {
         "format": "ttt-video-dataset", "version": 1, "fps": 16, "width": 8 * LATENT, "height": 8 * LATENT,
         "latent_channels": 16, "txt_maxlen": TEXT_LEN, "text_dim": TEXT_DIM, "window_frames": 49,
-        "vae": "test", "text_encoder": "test", "bundle": "test",
+        "dtype": "float32", "vae": "test", "text_encoder": "test", "bundle": "test",
     }  # fmt: skip
     (root / "dataset.json").write_text(json.dumps(info))
     g = torch.Generator().manual_seed(seed)

@@ -1,13 +1,9 @@
-"""The dataset folder that ``prepare`` writes (TRAINING-CONTRACT.md), read for training.
+"""The dataset folder of ``prepare`` (``data.dataset.DatasetFolder``, docs/training.md "Data"), read for
+training: dataset.json checked against the job config, the manifest's clips of the configured length.
 
-    DATASET/dataset.json      {"format": "ttt-video-dataset", "version": 1, "width", "height",
-                               "latent_channels", "txt_maxlen", "text_dim", ...}
-    DATASET/manifest.jsonl    one finished clip a line: {"id", "segments", "latent_frames", "latents", "text", ...}
-    DATASET/latents/<id>.safetensors   {"moments": (T, 2C, h, w)} mean then log-variance channels, unscaled
-    DATASET/text/<id>.safetensors      {"text": (n, L, D)} T5 embeddings of the segment prompts
-
-``open_dataset`` checks dataset.json against the job config and keeps the clips whose segment count and
-latent frame count are the ones ``eval.sampling_num_frames`` (12n + 1) asks for.
+``open_dataset`` keeps the clips whose segment count and latent frame count are the ones
+``eval.sampling_num_frames`` (12n + 1) asks for, and reads each clip's tensors with their shapes checked.
+``training.jsonl_paths`` may name another manifest; its relative paths start at ``training.dataset_path``.
 """
 
 from __future__ import annotations
@@ -19,118 +15,113 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
 from ..contracts.config import ConfigError, Issue, segment_count
+from ..data.annotations import DataError
+from ..data.dataset import FORMAT, VERSION, DatasetFolder
 
-DATASET_FORMAT = "ttt-video-dataset"
-DATASET_VERSION = 1
-DATASET_INFO = "dataset.json"
-MANIFEST = "manifest.jsonl"
 VAE_DOWNSCALE = 8  # pixels per latent, each spatial side
-MANIFEST_KEYS = ("id", "segments", "latent_frames", "latents", "text")
+MANIFEST_KEYS = ("segments", "latent_frames", "latents", "text")
+INFO_KEYS = ("width", "height", "latent_channels", "txt_maxlen", "text_dim")
 
 
-class DatasetError(ValueError):
-    """The dataset folder or one of its files cannot be used; the message names the file."""
+def _error(message: str, file: Path, line: int | None = None) -> DataError:
+    return DataError([Issue("", message, line, file=str(file))], file)
 
-    code = "DATA"
+
+class _Folder(DatasetFolder):
+    """A dataset folder whose manifest may live elsewhere (``training.jsonl_paths``)."""
+
+    def __init__(self, path: Path, manifest: Path | None) -> None:
+        super().__init__(path)
+        self._manifest = manifest
+
+    @property
+    def manifest_file(self) -> Path:
+        return self._manifest or super().manifest_file
 
 
 @dataclass(frozen=True)
 class Clip:
-    """One finished clip of the manifest: its files (absolute) and counts."""
+    """One finished clip of the manifest."""
 
     id: str
     segments: int
     latent_frames: int
-    latents: Path
-    text: Path
+    entry: dict[str, Any]  # its manifest line
 
 
 @dataclass(frozen=True)
 class Dataset:
     """The clips a run trains on, and the shapes every one of them must have."""
 
-    root: Path
+    folder: DatasetFolder
     info: dict[str, Any]
     clips: list[Clip]
     moments_shape: tuple[int, int, int, int]  # (T, 2C, h, w)
     text_shape: tuple[int, int, int]  # (n, L, D)
     skipped: int  # manifest clips of another length
 
+    @property
+    def root(self) -> Path:
+        return self.folder.path
+
     def load_clip(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
         """``moments (T, 2C, h, w)`` and ``text (n, L, D)`` of ``clip``, shapes checked."""
-        return (
-            _read_tensor(clip.latents, "moments", self.moments_shape),
-            _read_tensor(clip.text, "text", self.text_shape),
-        )
+        try:
+            moments, text = self.folder.read_clip(clip.entry)
+        except (OSError, SafetensorError, KeyError) as error:
+            files = f"{clip.entry['latents']}, {clip.entry['text']}"
+            message = f"clip {clip.id} ({files}): cannot read its tensors ({error}); run prepare again"
+            raise _error(message, self.root) from None
+        for key, tensor, shape in (("moments", moments, self.moments_shape), ("text", text, self.text_shape)):
+            if tuple(tensor.shape) != shape:
+                raise _error(
+                    f"clip {clip.id}: {key!r} has shape {tuple(tensor.shape)}, expected {shape} (from "
+                    "dataset.json and the config); the clip was prepared with other settings",
+                    self.root / clip.entry["latents" if key == "moments" else "text"],
+                )
+        return moments, text
 
 
-def _read_tensor(path: Path, key: str, shape: tuple[int, ...]) -> torch.Tensor:
+def read_dataset_info(folder: DatasetFolder) -> dict[str, Any]:
+    path = folder.info_file
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            if key not in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                raise DatasetError(f"{path}: no tensor {key!r}; run `ttt-video prepare` again for this clip")
-            tensor = handle.get_tensor(key)
-    except (OSError, SafetensorError) as error:
-        raise DatasetError(f"{path}: cannot read it ({error}); run `ttt-video prepare` again") from None
-    if tuple(tensor.shape) != shape:
-        raise DatasetError(
-            f"{path}: {key!r} has shape {tuple(tensor.shape)}, expected {shape} (from dataset.json and the "
-            "config); the clip was prepared with other settings"
-        )
-    return tensor
-
-
-def read_dataset_info(root: Path) -> dict[str, Any]:
-    path = root / DATASET_INFO
-    if not path.is_file():
-        raise DatasetError(
-            f"{path} not found: training.dataset_path must be a folder `ttt-video prepare` wrote"
-        )
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = folder.read_info()
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: not readable JSON ({error})") from None
-    if not isinstance(info, dict) or info.get("format") != DATASET_FORMAT:
-        raise DatasetError(f"{path}: not a ttt-video dataset (format must be {DATASET_FORMAT!r})")
-    if info.get("version") != DATASET_VERSION:
-        raise DatasetError(
-            f"{path}: dataset version {info.get('version')!r}, this version reads {DATASET_VERSION}; "
-            "prepare the dataset again"
+        raise _error(f"not readable JSON ({error})", path) from None
+    if info is None:
+        raise _error("not found: training.dataset_path must be a folder that `ttt-video prepare` wrote", path)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise _error(f"not a ttt-video dataset (format must be {FORMAT!r})", path)
+    if info.get("version") != VERSION:
+        raise _error(
+            f"dataset version {info.get('version')!r}, this version reads {VERSION}; prepare it again", path
         )
-    for key in ("width", "height", "latent_channels", "txt_maxlen", "text_dim"):
+    for key in INFO_KEYS:
         if isinstance(info.get(key), bool) or not isinstance(info.get(key), int) or info[key] < 1:
-            raise DatasetError(f"{path}: {key!r} must be a positive integer, got {info.get(key)!r}")
+            raise _error(f"{key!r} must be a positive integer, got {info.get(key)!r}", path)
     return info
 
 
-def read_manifest(path: Path, root: Path) -> list[Clip]:
-    """The clips of a manifest, in file order; a later line for the same id replaces an earlier one."""
-    if not path.is_file():
-        raise DatasetError(f"{path} not found: the dataset has no finished clip yet (ttt-video prepare)")
-    clips: dict[str, Clip] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            missing = [key for key in MANIFEST_KEYS if key not in entry]
-        except (json.JSONDecodeError, TypeError):
-            raise DatasetError(f"{path}:{number}: not a JSON object") from None
+def read_clips(folder: DatasetFolder) -> list[Clip]:
+    """The manifest's clips (a later line of an id replaces an earlier one)."""
+    if not folder.manifest_file.is_file():
+        raise _error(
+            "not found: the dataset has no finished clip yet (ttt-video prepare)", folder.manifest_file
+        )
+    clips = []
+    for clip_id, entry in folder.read_manifest().items():
+        missing = [key for key in MANIFEST_KEYS if key not in entry]
         if missing:
-            raise DatasetError(f"{path}:{number}: the line has no {', '.join(missing)}")
-        clip_id = str(entry["id"])
-        clips[clip_id] = Clip(
-            clip_id, int(entry["segments"]), int(entry["latent_frames"]),
-            root / entry["latents"], root / entry["text"],
-        )  # fmt: skip
-    return list(clips.values())
+            raise _error(f"the entry of clip {clip_id} has no {', '.join(missing)}", folder.manifest_file)
+        clips.append(Clip(str(clip_id), int(entry["segments"]), int(entry["latent_frames"]), entry))
+    return clips
 
 
 def _check_fits_config(info: dict[str, Any], cfg: Any, where: Path) -> None:
-    """The dataset's frame size and text length must be the ones of the config."""
+    """The dataset's frame size, text length and channels must be the ones of the config."""
     pairs = (
         ("eval.image_width", cfg.eval.image_width, "width"),
         ("eval.image_height", cfg.eval.image_height, "height"),
@@ -151,10 +142,11 @@ def _select(clips: list[Clip], segments: int, frames: int, manifest: Path) -> li
     if not chosen:
         found = Counter(f"{c.segments} segment(s) / {c.latent_frames} latent frames" for c in clips)
         listing = ", ".join(f"{count} of {kind}" for kind, count in sorted(found.items())) or "none"
-        raise DatasetError(
-            f"{manifest}: no clip has {segments} segment(s) and {frames} latent frames, which "
-            f"eval.sampling_num_frames = {frames} needs; the manifest has {listing}. Prepare clips of "
-            f"{3 * segments} s, or set eval.sampling_num_frames to a length the dataset has"
+        raise _error(
+            f"no clip has {segments} segment(s) and {frames} latent frames, which eval.sampling_num_frames = "
+            f"{frames} needs; the manifest has {listing}. Prepare clips of {3 * segments} s, or set "
+            "eval.sampling_num_frames to a length the dataset has",
+            manifest,
         )
     return chosen
 
@@ -162,19 +154,18 @@ def _select(clips: list[Clip], segments: int, frames: int, manifest: Path) -> li
 def open_dataset(cfg: Any) -> Dataset:
     """The training clips of ``cfg`` (``training.dataset_path``, ``training.jsonl_paths``)."""
     if cfg.training.dataset_path is None:
-        raise ConfigError(
-            [Issue("training.dataset_path", "is needed to train (the folder of ttt-video prepare)")]
-        )
-    root = Path(cfg.training.dataset_path)
-    info = read_dataset_info(root)
-    _check_fits_config(info, cfg, root)
-    manifest = Path(cfg.training.jsonl_paths) if cfg.training.jsonl_paths else root / MANIFEST
-    clips = read_manifest(manifest, root)
+        message = "is needed to train: the folder that `ttt-video prepare` wrote"
+        raise ConfigError([Issue("training.dataset_path", message)])
+    manifest = Path(cfg.training.jsonl_paths) if cfg.training.jsonl_paths else None
+    folder = _Folder(Path(cfg.training.dataset_path), manifest)
+    info = read_dataset_info(folder)
+    _check_fits_config(info, cfg, folder.path)
+    clips = read_clips(folder)
     segments, frames = segment_count(cfg), cfg.eval.sampling_num_frames
-    chosen = _select(clips, segments, frames, manifest)
+    chosen = _select(clips, segments, frames, folder.manifest_file)
     height, width = info["height"] // VAE_DOWNSCALE, info["width"] // VAE_DOWNSCALE
     return Dataset(
-        root=root,
+        folder=folder,
         info=info,
         clips=chosen,
         moments_shape=(frames, 2 * info["latent_channels"], height, width),
