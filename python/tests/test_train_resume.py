@@ -138,3 +138,14 @@ def test_a_finished_run_started_again_trains_nothing(tmp_path, inputs):
     assert len([e for e in events if e["type"] == "train.step"]) == 2
     assert (run / "checkpoints" / "step-2" / MARKER).read_text() == before
     assert (run / "loss.svg").is_file()
+
+
+def test_resuming_with_another_trainable_set_is_a_config_error(tmp_path, inputs):
+    run = write_run(tmp_path / "run", *inputs, training={"steps": 2, "adapter_method": "ttt"})
+    train(run)
+    # training.* may change on resume, but the AdamW state of the other parameters does not exist
+    write_run(run, *inputs, training={"steps": 3, "adapter_method": "sft"})
+    assert main(["train", "--run-dir", str(run)]) == 1
+    error = events_of(run)[-1]
+    assert error["code"] == "CONFIG" and error["issues"][0]["path"] == "training.adapter_method"
+    assert "written with another trainable set" in error["message"]

@@ -168,12 +168,18 @@ def save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainingStat
     return folder
 
 
-def _check_keys(folder: Path, wanted: dict[str, Any]) -> None:
-    from torch.distributed.checkpoint._nested_dict import flatten_state_dict
+def _flat_keys(state: dict[str, Any], prefix: str = "") -> list[str]:
+    """The keys DCP stores a nested state dict under: the path of every leaf, joined by dots."""
+    keys = []
+    for key, value in state.items():
+        path = f"{prefix}{key}"
+        keys += _flat_keys(value, path + ".") if isinstance(value, dict) else [path]
+    return keys
 
+
+def _check_keys(folder: Path, wanted: dict[str, Any]) -> None:
     stored = FileSystemReader(str(folder)).read_metadata().state_dict_metadata
-    flat, _ = flatten_state_dict(wanted)
-    missing = sorted(key for key in flat if key not in stored)
+    missing = sorted(key for key in _flat_keys(wanted) if key not in stored)
     if any(key.startswith("optimizer.") for key in missing):
         message = (
             f"the checkpoint {folder} was written with another trainable set (its optimiser state lacks "

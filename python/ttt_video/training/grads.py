@@ -29,7 +29,9 @@ TP_PARTIAL_PARTS = ("mlp", "q_norm", "k_norm")
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
-    return t._local_tensor if isinstance(t, DTensor) else t
+    """This rank's part of ``t`` (under no_grad ``to_local`` returns the DTensor's own local tensor, so
+    in-place changes reach the DTensor)."""
+    return t.to_local() if isinstance(t, DTensor) else t
 
 
 def tensor_parallel_partials(model: nn.Module) -> list[nn.Parameter]:
