@@ -133,8 +133,10 @@ RUN_COMMANDS = ("sample", "convert", "prepare", "train", "export")
 
 def build_parser() -> argparse.ArgumentParser:
     from .convert import add_parser as add_convert
+    from .export import add_parser as add_export
     from .prepare import add_parser as add_prepare
     from .sample import add_parser as add_sample
+    from .train import add_parser as add_train
 
     parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert(sub)
     add_sample(sub)
     add_prepare(sub)
+    add_train(sub)
+    add_export(sub)
     return parser
 
 

@@ -90,6 +90,7 @@ class TTTPassPlan:
     rope_cos: torch.Tensor  # (N, 1, head_dim // 2); identity rows for text tokens
     rope_sin: torch.Tensor
     lr_index: torch.Tensor | None  # (N,) scan position whose learning rate each key uses; None = own
+    reverse: bool = False  # the reverse direction's pass (remat checkpoints the directions separately)
 
 
 def build_ttt_pass_plan(
@@ -148,4 +149,5 @@ def build_ttt_pass_plan(
         rope_cos=place(cos[:, None]),
         rope_sin=place(sin[:, None]),
         lr_index=None if lr_index is None else place(lr_index),
+        reverse=reverse,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -32,10 +33,28 @@ TTT_HEAD_PARAMETERS = (
 )
 
 
+class _SumGradient(torch.autograd.Function):
+    """Identity forward; the gradient is summed over ``group`` in backward (the input is replicated and
+    each rank's use of it covers only its own heads)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
+        ctx.group = group
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
 class ShardHeads(ParallelStyle):
     """Shards the module's own per-head parameters (``names``, heads on dim 0) over the TP mesh.
 
     The module reads them through ``ttt_video.models.ttt.local_tensor``, i.e. it runs on its local heads.
+    Its ``learning_rate(x)`` projects the replicated ``x`` onto this rank's heads only, so the gradient
+    that flows back to ``x`` from there is summed over the ranks (training; the forward is unchanged).
     """
 
     def __init__(self, names: Iterable[str]) -> None:
@@ -51,6 +70,10 @@ class ShardHeads(ParallelStyle):
                 param.detach(), device_mesh, [Shard(0)], src_data_rank=self.src_data_rank
             )
             module.register_parameter(name, nn.Parameter(sharded, requires_grad=param.requires_grad))
+        learning_rate = getattr(module, "learning_rate", None)
+        if learning_rate is not None:
+            group = device_mesh.get_group()
+            module.learning_rate = lambda x: learning_rate(_SumGradient.apply(x, group))
         return module
 
 

@@ -1,6 +1,7 @@
-"""Pure building blocks of fine-tuning (spec 9): the objective, stratified timesteps, optimisation.
-
-No I/O here; the training loop (torchrun, checkpoints, data) is built on top. See docs/training.md.
+"""Fine-tuning (spec 9). Exported here: the pure building blocks (the objective, stratified timesteps,
+optimisation). The loop is built on them in submodules imported where needed (they pull in
+torch.distributed.checkpoint): dataset, batches, model_setup, remat, step, grads, checkpoints,
+loss_curve and loop (``Trainer``, run by ``python -m ttt_video train``). See docs/training.md.
 """
 
 from .loss import LOGVAR_MAX, LOGVAR_MIN, diffusion_loss, sample_latents, text_dropout

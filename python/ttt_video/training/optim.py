@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..contracts.generated import OptimizerSection, TrainingSection
@@ -198,13 +199,19 @@ def clip_gradients(parameters: Iterable[torch.Tensor], max_norm: float) -> torch
 
     Returns the norm *before* clipping (a float32 scalar tensor; a plain tensor even under FSDP2, where
     the DTensor norm is gathered). A non-finite norm is returned as is (the loop may skip the step).
-    ``max_norm = inf`` measures without clipping.
+    ``max_norm = inf`` measures without clipping. Gradients that are DTensors (FSDP, tensor parallelism,
+    possibly mixed with plain tensors) go through ``grads.clip_distributed_gradients``.
     """
     if not max_norm > 0:
         raise ValueError(
             f"optimizer.gradient_clipping_norm must be > 0 (inf measures without clipping), got {max_norm}"
         )
-    norm = torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
+    parameters = list(parameters)
+    if any(isinstance(p.grad, DTensor) for p in parameters):
+        from .grads import clip_distributed_gradients
+
+        return clip_distributed_gradients(parameters, max_norm)
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
     full_tensor = getattr(norm, "full_tensor", None)
     return full_tensor() if callable(full_tensor) else norm
 
