@@ -281,9 +281,7 @@ def test_mesh_must_match_world_size():
 
 
 def sampler_run(run: Path, nproc: int) -> str:
-    proc = launch(
-        nproc, ["ttt_video", "sample", "--config", str(run / "config.toml"), "--run-dir", str(run)], True
-    )
+    proc = launch(nproc, ["ttt_video", "sample", "--run-dir", str(run)], True)
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, log
     return log
@@ -300,7 +298,7 @@ def single_process_video(tmp_path_factory, tiny_bundle) -> np.ndarray:
     run = make_run(tmp_path_factory.mktemp("single"), tiny_bundle, "3s", SAMPLER_VIDEOS, eval=SAMPLER_EVAL)
     with one_thread():
         assert sample(run) == 0
-    return read_frames(run / "prompt-0" / "video.mp4")[0]
+    return read_frames(run / "video-0" / "video.mp4")[0]
 
 
 def test_cfg_parallel_sampler_frames_are_identical(tmp_path, tiny_bundle, single_process_video):
@@ -317,13 +315,13 @@ def test_cfg_parallel_sampler_frames_are_identical(tmp_path, tiny_bundle, single
         parallelism={"dp_sharding": 2, "cfg_parallel": 2},
     )
     sampler_run(parallel, 4)
-    frames, _ = read_frames(parallel / "prompt-0" / "video.mp4")
+    frames, _ = read_frames(parallel / "video-0" / "video.mp4")
     assert np.array_equal(frames, single_process_video)
     events = events_of(parallel)
     check_event_schema(events)
     assert [(e["video"], e["rank"]) for e in events if e["type"] == "video.written"] == [(0, 0)]
     assert {e["rank"] for e in events if e["type"] == "step"} == {0}
-    assert sorted(p.name for p in parallel.iterdir() if p.is_dir()) == ["prompt-0"]
+    assert sorted(p.name for p in parallel.iterdir() if p.is_dir()) == ["video-0"]
 
 
 def test_tensor_parallel_sampler_frames_match(tmp_path, tiny_bundle, single_process_video):
@@ -338,7 +336,7 @@ def test_tensor_parallel_sampler_frames_match(tmp_path, tiny_bundle, single_proc
         parallelism={"dp_sharding": 1, "tp_sharding": 2},
     )
     sampler_run(parallel, 2)
-    frames, _ = read_frames(parallel / "prompt-0" / "video.mp4")
+    frames, _ = read_frames(parallel / "video-0" / "video.mp4")
     # TP sums a few dot products in another order (the TTT learning-rate projection of one head per
     # rank): the latents differ by ~1e-6, which flips a few uint8 values, and H.264's prediction spreads
     # the flips over their blocks (measured: mean |diff| 0.04, PSNR 55 dB; two different videos differ

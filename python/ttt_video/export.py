@@ -12,6 +12,7 @@ when complete.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -107,15 +108,20 @@ def export_bundle(
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Prints the bundle's path (with --json: one result or error line, as the TS side reads it)."""
+    from .runner import error_code
+
     try:
-        print(
-            export_bundle(
-                args.checkpoint, args.bundle, from_bundle=args.from_bundle, dtype=args.dtype, copy=args.copy
-            )
+        bundle = export_bundle(
+            args.checkpoint, args.bundle, from_bundle=args.from_bundle, dtype=args.dtype, copy=args.copy
         )
     except (InputError, OSError, ValueError) as error:
-        print(f"export: {error}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"type": "error", "code": error_code(error), "message": str(error)}))
+        else:
+            print(f"export: {error}", file=sys.stderr)
         return 1
+    print(json.dumps({"type": "result", "bundle": str(bundle)}) if args.json else bundle)
     return 0
 
 
@@ -129,4 +135,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--dtype", choices=sorted(DTYPE_NAMES), help="weights dtype (default: the run's compute dtype)"
     )
     p.add_argument("--copy", action="store_true", help="copy the companion folders (default: link)")
+    p.add_argument("--json", action="store_true", help="print one JSON line: the result or the error")
     p.set_defaults(run=run_export)

@@ -19,6 +19,8 @@ MESH_DIM_NAMES = ("dp_replicate", "dp_shard", "cfg", "tp")
 class ParallelismError(ValueError):
     """The parallel layout does not fit the world size or the model; the message names the fields."""
 
+    code = "CONFIG"  # the error event's code (runner.error_code): the config must change
+
 
 @dataclass(frozen=True)
 class ParallelDims:

@@ -2,6 +2,7 @@ import type { Command } from '../flags.js'
 import { configCommand } from './config.js'
 import { convertCommand } from './convert.js'
 import { doctorCommand } from './doctor.js'
+import { exportCommand } from './export.js'
 import { generateCommand } from './generate.js'
 import { prepareCommand } from './prepare.js'
 import { previewCommand } from './preview.js'
@@ -10,6 +11,7 @@ import { serveCommand } from './serve.js'
 import { setupCommand } from './setup.js'
 import { storyboardCommand } from './storyboard.js'
 import { subtitlesCommand } from './subtitles.js'
+import { trainCommand } from './train.js'
 
 /** Every command, in the order of `ttt-video --help`. */
 export const COMMANDS: readonly Command[] = [
@@ -19,6 +21,8 @@ export const COMMANDS: readonly Command[] = [
   storyboardCommand,
   generateCommand,
   prepareCommand,
+  trainCommand,
+  exportCommand,
   convertCommand,
   probeCommand,
   previewCommand,

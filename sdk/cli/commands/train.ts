@@ -1,0 +1,112 @@
+import { exportBundle } from '../../runs/export.js'
+import { launchOptions } from '../../runs/launch.js'
+import { prepareTrain, type TrainOptions, type TrainResult, train } from '../../runs/train.js'
+import {
+  type Command,
+  cancellation,
+  err,
+  type Flags,
+  intFlag,
+  LAYOUT_FLAGS,
+  layoutFlags,
+  out,
+  SLURM_FLAGS,
+  slurmFlags,
+  UsageError,
+} from '../flags.js'
+import { followRun } from '../follow-run.js'
+import { printPlan } from '../plan.js'
+
+function options(values: Flags): TrainOptions {
+  if (values.config && values.preset) throw new UsageError('give --config or --preset, not both')
+  if (!values.data) throw new UsageError('train needs --data DATASET (a folder made by `ttt-video prepare`)')
+  const stages = values.stages ? String(values.stages).split(',').filter(Boolean) : undefined
+  const seed = intFlag(values.seed, 'seed', 0)
+  const slurm = slurmFlags(values)
+  return {
+    data: values.data as string,
+    ...(slurm ? { slurm } : {}),
+    ...(values.config ? { config: values.config as string } : {}),
+    ...(values.preset ? { preset: values.preset as string } : {}),
+    ...(stages ? { stages } : {}),
+    ...(values.init ? { init: values.init as string } : {}),
+    ...(values.model ? { model: values.model as string } : {}),
+    ...(values.out ? { outputDir: values.out as string } : {}),
+    ...(values['run-dir'] ? { runDir: values['run-dir'] as string } : {}),
+    ...(seed !== undefined ? { seed } : {}),
+    set: (values.set as string[] | undefined) ?? [],
+    ...layoutFlags(values),
+  }
+}
+
+function describe(result: TrainResult): string[] {
+  const loss = (l: number | null) => (l === null ? 'no loss yet' : `loss ${l.toPrecision(4)}`)
+  return [
+    ...result.stages.map((s) => `${s.stage}: ${s.steps} steps, ${loss(s.loss)}, checkpoint ${s.checkpoint}`),
+    `loss curves: ${result.stages.map((s) => `${s.runDir}/loss.svg`).join(', ')}`,
+  ]
+}
+
+async function run(opts: TrainOptions, values: Flags): Promise<number> {
+  const cancel = cancellation()
+  const json = values.json === true
+  try {
+    const started = await train({
+      ...opts,
+      signal: cancel.signal,
+      onLog: ({ line }) => values.verbose === true && err(`  | ${line}`),
+    })
+    const code = await followRun(started, {
+      json,
+      cancelled: cancel.exitCode,
+      describe: (result) => (json ? result : describe(result)),
+    })
+    const last = (await started.result.catch(() => undefined))?.stages.at(-1)
+    if (code !== 0 || !values.export || !last) return code
+    if (!json) err(`exporting ${last.checkpoint} to ${values.export} ...`)
+    const { bundle, seconds } = await exportBundle(last.checkpoint, values.export as string, {
+      signal: cancel.signal,
+    })
+    out(json ? JSON.stringify({ type: 'export', bundle, seconds }) : `bundle: ${bundle}`)
+    return 0
+  } finally {
+    cancel.dispose()
+  }
+}
+
+export const trainCommand: Command = {
+  name: 'train',
+  usage:
+    'ttt-video train --data DATASET [--preset NAME [--stages 3s,9s,...] | --config FILE] [--init BUNDLE|CHECKPOINT]\n' +
+    '                [--model BUNDLE] [--set SECTION.FIELD=VALUE]... [--gpus N] [--nnodes N ...] [--slurm | --slurm-dry-run]\n' +
+    '                [--out DIR] [--run-dir DIR] [--seed N] [--export BUNDLE] [--dry-run] [--json]',
+  flags: {
+    data: { type: 'string' },
+    config: { type: 'string' },
+    preset: { type: 'string' },
+    stages: { type: 'string' },
+    init: { type: 'string' },
+    model: { type: 'string' },
+    set: { type: 'string', multiple: true },
+    ...LAYOUT_FLAGS,
+    ...SLURM_FLAGS,
+    out: { type: 'string' },
+    'run-dir': { type: 'string' },
+    seed: { type: 'string' },
+    export: { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  async run(positionals, values) {
+    if (positionals.length > 0)
+      throw new UsageError('train takes no positional arguments (use --data DATASET)')
+    const opts = options(values)
+    if (!values['dry-run'] && !values['slurm-dry-run']) return run(opts, values)
+    const { stages, layout } = prepareTrain(opts)
+    for (const stage of stages) {
+      out(`## stage ${stage.stage}`)
+      printPlan(stage.config, stage, launchOptions(opts, layout))
+    }
+    return 0
+  },
+}
