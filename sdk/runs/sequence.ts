@@ -58,19 +58,26 @@ export function chainRuns<R, T>(
       cancelled ??= reason
       current?.cancel(reason)
     },
-    async *[Symbol.asyncIterator]() {
-      let next = 0
-      for (;;) {
-        while (next < events.length) yield events[next++]!
-        if (ended) return
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            waiters.delete(done)
-            resolve()
-          }
-          waiters.add(done)
-        })
+    [Symbol.asyncIterator]: () => replay(events, waiters, () => ended),
+  }
+}
+
+/** The events so far, then each new one as it comes, until the sequence has ended. */
+async function* replay(
+  events: readonly RunEvent[],
+  waiters: Set<() => void>,
+  ended: () => boolean,
+): AsyncGenerator<RunEvent> {
+  let next = 0
+  for (;;) {
+    while (next < events.length) yield events[next++]!
+    if (ended()) return
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        waiters.delete(done)
+        resolve()
       }
-    },
+      waiters.add(done)
+    })
   }
 }

@@ -25,26 +25,8 @@ async function gone(pid: number, withinMs: number): Promise<boolean> {
   return !alive(pid)
 }
 
-describe('Python bridge process lifetime', () => {
-  // Child Node processes run the bridge transpiled from source (no build needed). It sits under
-  // node_modules so that `import('pythonia')` resolves.
-  const out = join(ROOT, 'node_modules', '.cache', 'ttt-bridge-test', String(process.pid))
-  const script = join(out, 'run.mjs')
-
-  beforeAll(() => {
-    const bridgeFiles = readdirSync(join(ROOT, 'sdk', 'python', 'bridge')).map((f) => `python/bridge/${f}`)
-    for (const file of ['errors.ts', 'python/paths.ts', ...bridgeFiles]) {
-      const source = ts.sys.readFile(join(ROOT, 'sdk', file))!
-      const js = ts.transpileModule(source, {
-        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-      }).outputText
-      const dest = join(out, 'sdk', file.replace(/\.ts$/, '.js'))
-      mkdirSync(dirname(dest), { recursive: true })
-      writeFileSync(dest, js)
-    }
-    writeFileSync(
-      script,
-      `import { startBridge } from './sdk/python/bridge/index.js'
+/** The child Node process: opens a bridge, then does what its mode says. */
+const SCRIPT = `import { startBridge } from './sdk/python/bridge/index.js'
 const [mode, python, sysPath] = process.argv.slice(2)
 if (mode === 'restart') {
   // The first Python's proxies are collected while the second runs: their ids must not free its objects.
@@ -93,8 +75,26 @@ if (mode === 'die') {
   console.log(JSON.stringify({ again: await again.call('bridge_targets.echo', { a: 1 }), pid: again.pid }))
 }
 if (mode === 'bad') {}
-`,
-    )
+`
+
+describe('Python bridge process lifetime', () => {
+  // Child Node processes run the bridge transpiled from source (no build needed). It sits under
+  // node_modules so that `import('pythonia')` resolves.
+  const out = join(ROOT, 'node_modules', '.cache', 'ttt-bridge-test', String(process.pid))
+  const script = join(out, 'run.mjs')
+
+  beforeAll(() => {
+    const bridgeFiles = readdirSync(join(ROOT, 'sdk', 'python', 'bridge')).map((f) => `python/bridge/${f}`)
+    for (const file of ['errors.ts', 'python/paths.ts', ...bridgeFiles]) {
+      const source = ts.sys.readFile(join(ROOT, 'sdk', file))!
+      const js = ts.transpileModule(source, {
+        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+      }).outputText
+      const dest = join(out, 'sdk', file.replace(/\.ts$/, '.js'))
+      mkdirSync(dirname(dest), { recursive: true })
+      writeFileSync(dest, js)
+    }
+    writeFileSync(script, SCRIPT)
   })
 
   afterAll(() => rmSync(out, { recursive: true, force: true }))
