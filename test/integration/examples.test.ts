@@ -33,6 +33,15 @@ describe('examples', () => {
     expect([info.width, info.height]).toEqual([2 * 96, 2 * 64])
   })
 
+  it('fine-tune.ts prepares demo-world clips, trains two stages, exports and generates', async () => {
+    const r = await example('fine-tune.ts', '', '', '2')
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/dataset: 8 clips/)
+    expect(r.stdout.match(/step \d+: loss \d/g)).toHaveLength(4)
+    const path = /wrote (\S+\.mp4)/.exec(r.stdout)?.[1]
+    expect(path && existsSync(path)).toBe(true)
+  }, 300_000)
+
   it('multi-gpu.ts and convert-weights.ts say what they need and exit cleanly without it', async () => {
     const gpu = await example('multi-gpu.ts')
     expect(gpu.exitCode).toBe(0)

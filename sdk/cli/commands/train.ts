@@ -77,7 +77,7 @@ async function run(opts: TrainOptions, values: Flags): Promise<number> {
 export const trainCommand: Command = {
   name: 'train',
   usage:
-    'ttt-video train --data DATASET [--preset NAME [--stages 3s,9s,...] | --config FILE] [--init BUNDLE|CHECKPOINT]\n' +
+    'ttt-video train [CONFIG] --data DATASET [--preset NAME [--stages 3s,9s,...]] [--init BUNDLE|CHECKPOINT]\n' +
     '                [--model BUNDLE] [--set SECTION.FIELD=VALUE]... [--gpus N] [--nnodes N ...] [--slurm | --slurm-dry-run]\n' +
     '                [--out DIR] [--run-dir DIR] [--seed N] [--export BUNDLE] [--dry-run] [--json]',
   flags: {
@@ -98,9 +98,10 @@ export const trainCommand: Command = {
     json: { type: 'boolean' },
   },
   async run(positionals, values) {
-    if (positionals.length > 0)
-      throw new UsageError('train takes no positional arguments (use --data DATASET)')
-    const opts = options(values)
+    if (positionals.length > 1) throw new UsageError('train takes at most one CONFIG file')
+    if (positionals[0] && values.config)
+      throw new UsageError('give the CONFIG file once (positional or --config)')
+    const opts = options(positionals[0] ? { ...values, config: positionals[0] } : values)
     if (!values['dry-run'] && !values['slurm-dry-run']) return run(opts, values)
     const { stages, layout } = prepareTrain(opts)
     for (const stage of stages) {
