@@ -40,7 +40,7 @@ function options(values: Flags): TrainOptions {
 }
 
 function describe(result: TrainResult): string[] {
-  const loss = (l: number | null) => (l === null ? 'no loss yet' : `loss ${l.toPrecision(4)}`)
+  const loss = (l: number | null) => (l === null ? 'no step in this run' : `loss ${l.toPrecision(4)}`)
   return [
     ...result.stages.map((s) => `${s.stage}: ${s.steps} steps, ${loss(s.loss)}, checkpoint ${s.checkpoint}`),
     `loss curves: ${result.stages.map((s) => `${s.runDir}/loss.svg`).join(', ')}`,
