@@ -260,3 +260,29 @@ def test_the_research_command_line_creates_and_resumes_its_run_directory(tmp_pat
         "unknown field eval.num_denoising_step; did you mean eval.num_denoising_steps?"
         in capsys.readouterr().err
     )
+
+
+def test_a_prompt_longer_than_txt_maxlen_is_warned_about_by_segment(tmp_path, tiny_bundle):
+    short, long = "A puppy.", "A puppy chases soap bubbles across a sunny garden lawn at noon."
+    videos = [[{"text": short}, {"text": long}, {"text": short}]]
+    run = make_run(tmp_path, tiny_bundle, "9s", videos, eval={"num_denoising_steps": 1})
+    assert sample(run) == 0
+    warnings = [e for e in events_of(run) if e["type"] == "warning"]
+    assert [w["path"] for w in warnings] == ["video[0].segment[1].text"]
+    assert "eval.txt_maxlen" in warnings[0]["message"] and "8" in warnings[0]["message"]
+
+
+def test_a_cpu_allocation_failure_is_out_of_memory(tmp_path, tiny_bundle, monkeypatch):
+    import torch
+
+    from ttt_video import pipeline
+
+    def allocate_too_much(*args, **kwargs):
+        return torch.empty(1 << 62, dtype=torch.uint8)  # a real failure of the CPU allocator
+
+    monkeypatch.setattr(pipeline, "encode_text", allocate_too_much)
+    run = make_run(tmp_path, tiny_bundle, "3s", [[{"text": "x"}]])
+    assert sample(run) == 1
+    error = events_of(run)[-1]
+    assert error["code"] == "OUT_OF_MEMORY" and "can't allocate memory" in error["message"]
+    assert "traceback" not in error and error["hint"]

@@ -6,6 +6,10 @@ import type { JobConfig } from '../contracts/config/schema.js'
 import { schemaIssues, validateConfig } from '../contracts/config/validate.js'
 import type { RunProgress } from '../contracts/fold.js'
 import type { TrainPreset } from '../contracts/presets.gen.js'
+
+/** The family of a training preset: "ttt-mlp" of "ttt-mlp/9s" (the stages name the rest). */
+export type TrainPresetFamily = TrainPreset extends `${infer F}/${string}` ? F : never
+
 import { RUN_FILES } from '../contracts/run-dir.js'
 import { CancelledError, ConfigError, WeightsNotFoundError } from '../errors.js'
 import { type ProcessLayout, type ResolvedLayout, resolveLayout } from '../launch/command.js'
@@ -20,8 +24,8 @@ import { type SlurmOptions, slurmLayout } from './slurm.js'
 export interface TrainOptions extends ProcessLayout {
   /** A TOML config file or a partial config object (over the preset of each stage, if any). */
   config?: string | ConfigOverrides
-  /** A shipped training preset (configs/train/<preset>.toml); with `stages`, a variant ("ttt-mlp"). */
-  preset?: TrainPreset | string
+  /** A shipped training preset (configs/train/<preset>.toml); with `stages`, its family ("ttt-mlp"). */
+  preset?: TrainPreset | TrainPresetFamily
   /** Staged context extension: the lengths to train, in order ("3s", "9s", ...), each from the previous. */
   stages?: readonly string[]
   overrides?: ConfigOverrides

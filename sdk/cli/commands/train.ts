@@ -27,7 +27,7 @@ function options(values: Flags): TrainOptions {
     data: values.data as string,
     ...(slurm ? { slurm } : {}),
     ...(values.config ? { config: values.config as string } : {}),
-    ...(values.preset ? { preset: values.preset as string } : {}),
+    ...(values.preset ? { preset: values.preset as TrainOptions['preset'] } : {}),
     ...(stages ? { stages } : {}),
     ...(values.init ? { init: values.init as string } : {}),
     ...(values.model ? { model: values.model as string } : {}),
