@@ -57,6 +57,11 @@ def arguments() -> argparse.Namespace:
         "--steps", type=int, default=5, help="timed steps (after one warm-up step)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--ssm-layers",
+        default="none,ttt_mlp",
+        help="the TTT layers to compare, side by side in one process",
+    )
     return parser.parse_args()
 
 
@@ -114,45 +119,57 @@ def time_steps(trained: TrainingModel, cfg, batch: Batch, steps: int) -> list[fl
     return seconds[1:]
 
 
+def bench_row(cfg, device: torch.device, steps: int, rate: float) -> str:
+    """One table row: the preset's training step with ``cfg``'s model (median of ``steps`` steps)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trained = training_model(cfg, device)
+    size = cfg.training.global_batch_size
+    batch = synthetic_batch(cfg, trained.model, size, device)
+    shapes = (batch.latents.shape, batch.text.shape, batch.timesteps.shape)
+    layout = layout_of_inputs(trained.model.config, *(tuple(s) for s in shapes))
+    floor = 3 * sum(forward_flops(trained.model.config, layout, size).values()) / rate
+    seconds = statistics.median(time_steps(trained, cfg, batch, steps))
+    tokens = size * layout.num_tokens
+    return (
+        f"| {cfg.model.ssm_layer} | {size} | {layout.num_tokens} | {seconds:.3f} | {tokens / seconds:,.0f} "
+        f"| {peak_memory_gib(device):.2f} | {floor:.3f} | {seconds / floor:.2f} |"
+    )
+
+
 def main() -> None:
     args = arguments()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     # validated as a config, not as a run (a benchmark has no dataset)
-    cfg = load_config(ROOT / "configs" / "train" / f"{args.preset}.toml", args.set)
-    trained = training_model(cfg, device)
-    size = cfg.training.global_batch_size
-    batch = synthetic_batch(cfg, trained.model, size, device)
-    config = trained.model.config
-    layout = layout_of_inputs(
-        config,
-        tuple(batch.latents.shape),
-        tuple(batch.text.shape),
-        tuple(batch.timesteps.shape),
+    preset = ROOT / "configs" / "train" / f"{args.preset}.toml"
+    configs = [
+        load_config(preset, [*args.set, f"model.ssm_layer={layer}"])
+        for layer in args.ssm_layers.split(",")
+    ]
+    dtype = (
+        DTYPES[configs[0].parallelism.fsdp_unsharded_dtype]
+        if device.type == "cuda"
+        else torch.float32
     )
-    flops = 3 * sum(forward_flops(config, layout, size).values())
-    rate = measure_matmul_rate(
-        device, trained.compute_dtype, 8192 if device.type == "cuda" else 1024
-    )
-    seconds = statistics.median(time_steps(trained, cfg, batch, args.steps))
-    tokens = size * layout.num_tokens
+    rate = measure_matmul_rate(device, dtype, 8192 if device.type == "cuda" else 1024)
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else f"CPU, {args.threads} thread(s)"
     )
     print(
-        f"# {args.preset} {' '.join(args.set)} on {name}, {trained.compute_dtype}; matmul {rate / 1e12:.3f} TFLOP/s"
+        f"# {args.preset} {' '.join(args.set)} on {name}, {dtype}; matmul {rate / 1e12:.3f} TFLOP/s"
     )
     print(
-        "| preset | batch | tokens/sample | s/step | tokens/s | peak GiB | floor s | x floor |"
+        f"# peak memory: {'per row' if device.type == 'cuda' else 'of the process so far (RSS)'}"
+    )
+    print(
+        "| ssm_layer | batch | tokens/sample | s/step | tokens/s | peak GiB | floor s | x floor |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    floor = flops / rate
-    print(
-        f"| {args.preset} | {size} | {layout.num_tokens} | {seconds:.3f} | {tokens / seconds:,.0f} "
-        f"| {peak_memory_gib(device):.2f} | {floor:.3f} | {seconds / floor:.2f} |"
-    )
+    for cfg in configs:
+        print(bench_row(cfg, device, args.steps, rate), flush=True)
 
 
 if __name__ == "__main__":
