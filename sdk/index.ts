@@ -47,6 +47,7 @@ export { type ConvertOptions, type ConvertResult, convert } from './runs/convert
 export { demoBundle } from './runs/demo.js'
 export { type ExportOptions, type ExportResult, exportBundle } from './runs/export.js'
 export { type ConfigOverrides, type GenerateOptions, generate } from './runs/generate.js'
+export type { RunOptions } from './runs/launch.js'
 export { type PrepareOptions, type PrepareResult, prepare } from './runs/prepare.js'
 export { listPresets } from './runs/presets.js'
 export type { GenerateResult, VideoResult } from './runs/results.js'

@@ -15,18 +15,18 @@ import {
   validateStoryboards,
 } from '../contracts/storyboard.js'
 import { CancelledError, WeightsNotFoundError } from '../errors.js'
-import { type ProcessLayout, type ResolvedLayout, resolveLayout } from '../launch/command.js'
-import type { LogLine, Run } from '../launch/run.js'
+import { type ResolvedLayout, resolveLayout } from '../launch/command.js'
+import type { Run } from '../launch/run.js'
 import { demoBundle, demoBundlePath, demoConfig } from './demo.js'
-import { launchOptions, launchRun } from './launch.js'
+import { launchOptions, launchRun, type RunOptions } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { type ConfigSource, requestedConfig } from './requested-config.js'
 import { collectVideos, type GenerateResult } from './results.js'
-import { type SlurmOptions, slurmLayout } from './slurm.js'
+import { slurmLayout } from './slurm.js'
 
 export type { ConfigOverrides } from './requested-config.js'
 
-export interface GenerateOptions extends ProcessLayout, ConfigSource {
+export interface GenerateOptions extends RunOptions, ConfigSource {
   /** A shipped preset (configs/eval/<preset>.toml). */
   preset?: EvalPreset
   /** A model bundle folder (sets checkpoint.model_dir). Without one, the demo model runs. */
@@ -35,21 +35,8 @@ export interface GenerateOptions extends ProcessLayout, ConfigSource {
   seed?: number
   /** Root of run directories (default: eval.output_dir). The run goes to <outputDir>/<exp_name>/<run-id>. */
   outputDir?: string
-  /** An explicit run directory: resume an interrupted run, or share one between the launchers of several nodes. */
-  runDir?: string
-  /** The managed Python environment (default: $TTT_VIDEO_VENV or <package>/.venv). */
-  venvDir?: string
-  signal?: AbortSignal
-  /** The processes' output, line by line (never mixed into the events). */
-  onLog?: (log: LogLine) => void
   /** Things the user should know (e.g. that the demo model's weights are random). */
   onNotice?: (message: string) => void
-  /** Extra environment variables for the Python processes. */
-  env?: Record<string, string>
-  /** Resolve and validate only: write nothing, build nothing (the demo bundle's path is still given). */
-  dryRun?: boolean
-  /** Submit the run to Slurm (sbatch) instead of starting processes here; see docs/training.md. */
-  slurm?: SlurmOptions
 }
 
 /** Everything a run needs, resolved and validated; no process has started yet. */

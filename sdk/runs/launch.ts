@@ -1,6 +1,6 @@
 import type { RunKind } from '../contracts/events.js'
 import type { RunProgress } from '../contracts/fold.js'
-import { pythonCommand, type ResolvedLayout, runEnvironment } from '../launch/command.js'
+import { type ProcessLayout, pythonCommand, type ResolvedLayout, runEnvironment } from '../launch/command.js'
 import { type LogLine, type Run, startRun } from '../launch/run.js'
 import { venvPythonFor } from '../python/paths.js'
 import { type SlurmOptions, sbatchCommand, scancel, slurmScripts, writeSlurmScripts } from './slurm.js'
@@ -15,6 +15,25 @@ export interface LaunchOptions {
   env?: Record<string, string>
   signal?: AbortSignal
   onLog?: (log: LogLine) => void
+}
+
+/** What the options of every kind of run share: where it runs, and where its output and log go. */
+export interface RunOptions extends ProcessLayout {
+  /** Root of run directories; a run goes to <outputDir>/<exp_name>/<run-id> (default: from the config). */
+  outputDir?: string
+  /** An explicit run directory: resume an interrupted run, or share one between the launchers of nodes. */
+  runDir?: string
+  /** The managed Python environment (default: $TTT_VIDEO_VENV or <package>/.venv). */
+  venvDir?: string
+  /** Extra environment variables for the Python processes. */
+  env?: Record<string, string>
+  signal?: AbortSignal
+  /** The processes' output, line by line (never mixed into the events). */
+  onLog?: (log: LogLine) => void
+  /** Submit the run to Slurm (sbatch) instead of starting processes here (docs/training.md). */
+  slurm?: SlurmOptions
+  /** Resolve and validate only: write nothing. */
+  dryRun?: boolean
 }
 
 export interface LaunchSpec<R> {

@@ -8,14 +8,14 @@ import { validateConfig } from '../contracts/config/validate.js'
 import type { TrainPreset } from '../contracts/presets.gen.js'
 import { RUN_FILES } from '../contracts/run-dir.js'
 import { CancelledError, ConfigError } from '../errors.js'
-import { type ProcessLayout, type ResolvedLayout, resolveLayout } from '../launch/command.js'
-import type { LogLine, Run } from '../launch/run.js'
-import { launchOptions, launchRun } from './launch.js'
+import { type ResolvedLayout, resolveLayout } from '../launch/command.js'
+import type { Run } from '../launch/run.js'
+import { launchOptions, launchRun, type RunOptions } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { type ConfigSource, requestedConfig } from './requested-config.js'
-import { type SlurmOptions, slurmLayout } from './slurm.js'
+import { slurmLayout } from './slurm.js'
 
-export interface PrepareOptions extends ProcessLayout, ConfigSource {
+export interface PrepareOptions extends RunOptions, ConfigSource {
   /** The annotation file: one JSON line per clip, `{"clip": "a.mp4", "segments": [...]}` (docs/training.md). */
   annotations: string
   /** The dataset folder to write or extend (training.dataset_path of the training runs). */
@@ -26,16 +26,6 @@ export interface PrepareOptions extends ProcessLayout, ConfigSource {
   preset?: TrainPreset
   /** Frames the VAE encodes at a time, a multiple of 4 (default 48, as the reference). */
   windowFrames?: number
-  /** Root of run directories (default: job.dump_folder); the run goes to <outputDir>/<exp_name>/<run-id>. */
-  outputDir?: string
-  runDir?: string
-  venvDir?: string
-  env?: Record<string, string>
-  signal?: AbortSignal
-  onLog?: (log: LogLine) => void
-  slurm?: SlurmOptions
-  /** Resolve and validate only: write nothing. */
-  dryRun?: boolean
 }
 
 export interface PrepareResult {

@@ -12,16 +12,16 @@ export type TrainPresetFamily = TrainPreset extends `${infer F}/${string}` ? F :
 
 import { RUN_FILES } from '../contracts/run-dir.js'
 import { CancelledError, ConfigError, WeightsNotFoundError } from '../errors.js'
-import { type ProcessLayout, type ResolvedLayout, resolveLayout } from '../launch/command.js'
-import type { LogLine, Run } from '../launch/run.js'
+import { type ResolvedLayout, resolveLayout } from '../launch/command.js'
+import type { Run } from '../launch/run.js'
 import type { ConfigOverrides } from './generate.js'
-import { launchOptions, launchRun } from './launch.js'
+import { launchOptions, launchRun, type RunOptions } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { presetFile } from './presets.js'
 import { chainRuns } from './sequence.js'
-import { type SlurmOptions, slurmLayout } from './slurm.js'
+import { slurmLayout } from './slurm.js'
 
-export interface TrainOptions extends ProcessLayout {
+export interface TrainOptions extends RunOptions {
   /** A TOML config file or a partial config object (over the preset of each stage, if any). */
   config?: string | ConfigOverrides
   /** A shipped training preset (configs/train/<preset>.toml); with `stages`, its family ("ttt-mlp"). */
@@ -37,17 +37,6 @@ export interface TrainOptions extends ProcessLayout {
   /** With a DCP `init`: the bundle that gives the architecture and, for export, vae/ and T5. */
   model?: string
   seed?: number
-  /** Root of run directories (default: job.dump_folder); a run goes to <outputDir>/<exp_name>/<run-id>. */
-  outputDir?: string
-  /** An explicit run directory: resume an interrupted run (each stage lives in a folder of it). */
-  runDir?: string
-  venvDir?: string
-  env?: Record<string, string>
-  signal?: AbortSignal
-  onLog?: (log: LogLine) => void
-  slurm?: SlurmOptions
-  /** Resolve and validate only: write nothing. */
-  dryRun?: boolean
 }
 
 export interface StageResult {
