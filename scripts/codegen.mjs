@@ -17,7 +17,7 @@ for (const [relative, content] of Object.entries(renderGeneratedFiles())) {
   } catch {}
   if (current === content) continue
   if (check) {
-    console.error(`${relative} is stale: run \`npm run schema\` and commit the result`)
+    console.error(`${relative} is stale: run \`npm run codegen\` and commit the result`)
     stale = true
   } else {
     mkdirSync(dirname(file), { recursive: true })

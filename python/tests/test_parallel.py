@@ -374,6 +374,7 @@ def test_pipeline_checks_heads_before_reading_weights(tmp_path, tiny_bundle):
     assert "parallelism.tp_sharding = 2" in str(info.value) and "num_heads = 1" in str(info.value)
     assert "model.loaded" not in emitted
     assert error_code(info.value) == "CONFIG"
+    assert [i.path for i in info.value.issues] == ["parallelism.tp_sharding"]  # TS shows it on the field
 
 
 if __name__ == "__main__":

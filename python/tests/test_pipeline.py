@@ -286,3 +286,9 @@ def test_a_cpu_allocation_failure_is_out_of_memory(tmp_path, tiny_bundle, monkey
     error = events_of(run)[-1]
     assert error["code"] == "OUT_OF_MEMORY" and "can't allocate memory" in error["message"]
     assert "traceback" not in error and error["hint"]
+
+
+def test_a_missing_run_directory_is_a_config_error_not_a_traceback(tmp_path, capsys):
+    assert main(["sample", "--run-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "run_dir" in err and "does not exist" in err and "Traceback" not in err

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from .lifecycle import configure_threads, die_with_parent
 
-configure_threads()  # before torch is imported anywhere
+configure_threads(launcher=sys.argv[1:2] == ["torchrun"])  # before torch is imported anywhere
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 
 from .contracts.config import InputError, config_to_dict, load_config, segment_count  # noqa: E402
 from .contracts.storyboard import check_segment_counts, read_storyboard_file, segment_prompts  # noqa: E402

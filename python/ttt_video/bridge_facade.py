@@ -1,4 +1,4 @@
-"""The Python half of the in-process bridge (`sdk/runtime/bridge.ts`, over pythonia).
+"""The Python half of the in-process bridge (`sdk/python/bridge/`, over pythonia).
 
 The TypeScript side makes exactly one kind of call: `call(target, args_json, progress)`. `target` is a
 dotted `module.function`, `args_json` a JSON object of keyword arguments, and the answer is always a JSON

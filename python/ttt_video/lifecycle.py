@@ -23,12 +23,25 @@ def cpu_threads(local_processes: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, local_processes))
 
 
-def configure_threads() -> int:
+AUTO_ENV = "TTT_VIDEO_AUTO_THREADS"  # set by the torchrun launcher: the workers choose their thread count
+
+
+def configure_threads(launcher: bool = False) -> int | None:
     """Sets OMP_NUM_THREADS and OMP_WAIT_POLICY (unless the user did) before torch is imported; returns
-    the thread count in use."""
-    if THREADS_ENV not in os.environ:
-        os.environ[THREADS_ENV] = str(cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    the thread count in use (None in the launcher).
+
+    The torchrun launcher sets no thread count: its workers inherit its environment, and each must count
+    the processes of its own node (LOCAL_WORLD_SIZE, which torchrun gives them). torchrun itself sets
+    OMP_NUM_THREADS=1 for several workers; the launcher's marker lets the workers replace that with ours.
+    A thread count the user set wins everywhere.
+    """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if launcher:
+        if THREADS_ENV not in os.environ:
+            os.environ[AUTO_ENV] = "1"
+        return None
+    if THREADS_ENV not in os.environ or os.environ.get(AUTO_ENV) == "1":
+        os.environ[THREADS_ENV] = str(cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return int(os.environ[THREADS_ENV])
 
 

@@ -72,6 +72,12 @@ def resolve_run(
             raise ConfigError(
                 [Issue("", "give --run-dir DIR (prepared by ttt-video) or --job.config_file FILE")]
             )
+        if not RunDirectory.exists(run_dir):
+            message = (
+                f"the run directory {run_dir} does not exist; give one that ttt-video prepared, "
+                "or the research flags (--job.config_file FILE --section.field=value ...)"
+            )
+            raise ConfigError([Issue("run_dir", message)])
         run = RunDirectory(run_dir)  # its paths were checked when it was prepared; loading names missing ones
         return load_config(run.file("config"), world_size=world_size, run_kind=kind), run
     cfg = load_config(config_file, sets, world_size=world_size, run_kind=kind, check_paths=True)

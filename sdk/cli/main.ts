@@ -65,4 +65,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that stops early (`ttt-video config show | head`) closes our stdout: stop quietly, as Unix
+// tools do, instead of crashing on the write error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0)
+  throw e
+})
 process.exitCode = await main(process.argv.slice(2))

@@ -34,7 +34,11 @@ export const RESUME_FREE_FIELDS = [
   'eval.cfg_batch',
   'eval.cuda_graphs',
   'model.ttt_kernel',
-  'parallelism.*',
+  // the layout, not parallelism.fsdp_unsharded_dtype: that is the DiT's compute dtype (and decides 'auto')
+  'parallelism.tp_sharding',
+  'parallelism.dp_sharding',
+  'parallelism.dp_replicate',
+  'parallelism.cfg_parallel',
   'comm.*',
   'wandb.*',
   'remat.*',

@@ -6,7 +6,7 @@ import { decodeUtf8, lineColumn } from './text.js'
 
 // Storyboards (reference-spec 2): a storyboard file lists videos; a video is an array of 3-second
 // segments. python/ttt_video/contracts/storyboard.py implements the same rules; the shared vectors in
-// test/vectors/storyboards.json keep them equal.
+// test/vectors/bad-storyboards.jsonl and storyboard-prompts.json keep them equal.
 
 export const START_SCENE = '<start_scene>'
 export const END_SCENE = '<end_scene>'

@@ -5,7 +5,7 @@ import { PythonRuntimeError } from '../errors.js'
 
 /** The root of the ttt-video package (holds package.json, python/, configs/). */
 export function packageRoot(): string {
-  // This file sits two levels below the root both as source (sdk/runtime) and built (dist/runtime).
+  // This file sits two levels below the root both as source (sdk/python) and built (dist/python).
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 }
 

@@ -18,7 +18,7 @@ import { CancelledError, WeightsNotFoundError } from '../errors.js'
 import { type ResolvedLayout, resolveLayout } from '../launch/command.js'
 import type { Run } from '../launch/run.js'
 import { demoBundle, demoBundlePath, demoConfig } from './demo.js'
-import { launchOptions, launchRun, type RunOptions } from './launch.js'
+import { type DryRun, launchOptions, launchRun, type RunOptions } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { type ConfigSource, requestedConfig } from './requested-config.js'
 import { collectVideos, type GenerateResult } from './results.js'
@@ -62,7 +62,7 @@ function loadStoryboards(storyboards: Video[] | string): { videos: Video[]; file
 async function resolveModel(
   { base, raw }: { base: ConfigObject | undefined; raw: ConfigObject },
   videos: Video[],
-  options: GenerateOptions,
+  options: GenerateOptions & DryRun,
 ) {
   const modelDir = options.model ?? (raw.checkpoint?.model_dir as string | null | undefined)
   if (modelDir !== undefined && modelDir !== null) {
@@ -99,7 +99,7 @@ function fitDataParallel(raw: ConfigObject, worldSize: number): ConfigObject {
 /** Resolves and validates everything a run needs, and writes its run directory. Starts no process. */
 export async function prepareGenerate(
   storyboards: Video[] | string,
-  options: GenerateOptions = {},
+  options: GenerateOptions & DryRun = {},
 ): Promise<PreparedRun> {
   const { videos, file: storyboardFile } = loadStoryboards(storyboards)
   const layout = options.slurm ? slurmLayout(options.slurm) : resolveLayout(options, newRunId())

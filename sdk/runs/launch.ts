@@ -32,7 +32,10 @@ export interface RunOptions extends ProcessLayout {
   onLog?: (log: LogLine) => void
   /** Submit the run to Slurm (sbatch) instead of starting processes here (docs/training.md). */
   slurm?: SlurmOptions
-  /** Resolve and validate only: write nothing. */
+}
+
+/** For the functions that resolve a run without starting it (--dry-run): write nothing. */
+export interface DryRun {
   dryRun?: boolean
 }
 

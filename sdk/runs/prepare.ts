@@ -10,7 +10,7 @@ import { RUN_FILES } from '../contracts/run-dir.js'
 import { CancelledError, ConfigError } from '../errors.js'
 import { type ResolvedLayout, resolveLayout } from '../launch/command.js'
 import type { Run } from '../launch/run.js'
-import { launchOptions, launchRun, type RunOptions } from './launch.js'
+import { type DryRun, launchOptions, launchRun, type RunOptions } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { type ConfigSource, requestedConfig } from './requested-config.js'
 import { slurmLayout } from './slurm.js'
@@ -44,7 +44,7 @@ export interface PreparedPrepare {
 }
 
 /** Resolves and validates a prepare run; writes its run directory unless `dryRun`. Starts nothing. */
-export function preparePrepare(options: PrepareOptions): PreparedPrepare {
+export function preparePrepare(options: PrepareOptions & DryRun): PreparedPrepare {
   if (!existsSync(options.annotations))
     throw new ConfigError([{ path: 'annotations', message: `${options.annotations} does not exist` }])
   if (options.windowFrames !== undefined && !(options.windowFrames >= 4 && options.windowFrames % 4 === 0))

@@ -133,7 +133,7 @@ function num(...values: unknown[]): number | undefined {
 }
 
 /**
- * Reads a video folder of a run directory (`prompt-<k>/`): `prompt.txt` holds the segment prompts joined
+ * Reads a video folder of a run directory (`video-<k>/`): `prompt.txt` holds the segment prompts joined
  * by blank lines; `meta.json`, when present, may give `fps` (or `sampling_fps`) and `frames` (or
  * `num_frames`, `frame_count`), at its top level or under `video`.
  */
@@ -141,7 +141,7 @@ export async function readRunFolder(folder: string): Promise<RunFolder> {
   const dir = resolve(folder)
   const promptFile = join(dir, 'prompt.txt')
   const text = await readFile(promptFile, 'utf8').catch(() => {
-    throw new VideoInputError(`${promptFile} is missing: is ${dir} a video folder of a run (prompt-<k>/)?`)
+    throw new VideoInputError(`${promptFile} is missing: is ${dir} a video folder of a run (video-<k>/)?`)
   })
   const segments = text
     .replace(/\r\n/g, '\n')

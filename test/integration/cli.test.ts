@@ -29,6 +29,7 @@ describe('ttt-video CLI', () => {
       `${file}: model.ssm_layr: unknown field model.ssm_layr; did you mean model.ssm_layer?`,
     )
     expect(r.stderr).not.toMatch(/\n\s+at /)
+    expect(r.stdout).toBe('') // nothing but the error, and that on stderr
     const verbose = await cli('config', 'validate', file, '--verbose')
     expect(verbose.stderr).toMatch(/\n\s+at /)
   })

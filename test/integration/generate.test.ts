@@ -184,6 +184,14 @@ describe('generate()', () => {
     await expect(generate(a, { runDir, overrides: fast(2), seed: 7 })).rejects.toThrow(
       /job.seed is 42 there and 7 now/,
     )
+    // the compute dtype changes the numbers: not a free field, even though the layout fields are
+    const bf16 = {
+      eval: { num_denoising_steps: 2 },
+      parallelism: { fsdp_unsharded_dtype: 'bfloat16' as const },
+    }
+    await expect(generate(a, { runDir, overrides: bf16 })).rejects.toThrow(
+      /parallelism.fsdp_unsharded_dtype is "?float32"? there and "?bfloat16"? now/,
+    )
     expect(readFileSync(join(runDir, 'config.toml'), 'utf8')).toBe(config)
     const again = await collect(await generate(a, { runDir, overrides: fast(2) }))
     expect(again.filter((e) => e.type === 'video.skipped').map((e) => e.video)).toEqual([0])

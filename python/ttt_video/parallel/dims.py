@@ -11,15 +11,17 @@ import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
+from ..contracts.config import InputError, Issue
 from ..models import DiTConfig
 
 MESH_DIM_NAMES = ("dp_replicate", "dp_shard", "cfg", "tp")
 
 
-class ParallelismError(ValueError):
-    """The parallel layout does not fit the world size or the model; the message names the fields."""
+class ParallelismError(InputError):
+    """The parallel layout does not fit the world size or the model: a CONFIG error on ``path``."""
 
-    code = "CONFIG"  # the error event's code (runner.error_code): the config must change
+    def __init__(self, message: str, path: str = "parallelism"):
+        super().__init__([Issue(path, message)])
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,11 @@ class ParallelDims:
         for name, field in _FIELDS.items():
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ParallelismError(f"parallelism.{field} must be a positive integer, got {value!r}")
+                raise ParallelismError(f"must be a positive integer, got {value!r}", f"parallelism.{field}")
         if self.cfg not in (1, 2):
             raise ParallelismError(
-                f"parallelism.cfg_parallel must be 1 or 2 (two guidance branches), got {self.cfg}"
+                f"parallelism.cfg_parallel must be 1 or 2 (two guidance branches), got {self.cfg}",
+                "parallelism.cfg_parallel",
             )
 
     @classmethod
@@ -100,7 +103,8 @@ class ParallelDims:
             raise ParallelismError(
                 f"parallelism.tp_sharding = {self.tp} does not divide the model's num_heads = "
                 f"{config.num_heads} (tensor parallelism shards the attention and TTT heads); "
-                f"use one of {divisors}"
+                f"use one of {divisors}",
+                "parallelism.tp_sharding",
             )
 
 

@@ -1,7 +1,7 @@
 """Training checkpoints: ``<run>/checkpoints/step-<N>/``, torch.distributed.checkpoint (DCP) folders.
 
-Each holds, as tensors only (nothing in it is unpickled on load: DCP would read non-tensor values
-with ``torch.load(weights_only=False)``):
+Each holds, as tensors only (DCP would read non-tensor values with ``torch.load(weights_only=False)``;
+its ``.metadata`` pickle is read through ``weights.dcp.SafeMetadataReader``'s allowlist):
 
     model.*       the fp32 master weights (``get_model_state_dict``: sharded under FSDP/TP)
     optimizer.*   AdamW's state per parameter (step, exp_avg, exp_avg_sq); the parameter groups
@@ -28,7 +28,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -38,6 +37,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from ..contracts.config import ConfigError, Issue
 from ..contracts.run_dir import write_atomic
+from ..weights.dcp import load_dcp, stored_metadata
 
 MARKER = "COMPLETE"
 PREFIX = "step-"
@@ -178,7 +178,7 @@ def _flat_keys(state: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def _check_keys(folder: Path, wanted: dict[str, Any]) -> None:
-    stored = FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    stored = stored_metadata(folder)
     missing = sorted(key for key in _flat_keys(wanted) if key not in stored)
     if any(key.startswith("optimizer.") for key in missing):
         message = (
@@ -206,7 +206,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, step: int) -> Tra
     full = _state(model_state, optimizer_full["state"], 0, state)
     _check_keys(folder, full)
     with _single_process_quiet():
-        dcp.load(full, checkpoint_id=str(folder), no_dist=not _distributed())
+        load_dcp(full, folder, no_dist=not _distributed())
     if int(full["meta"]["step"]) != step:
         raise ConfigError([Issue("run_dir", f"{folder} holds step {int(full['meta']['step'])}, not {step}")])
     set_model_state_dict(model, model_state)

@@ -1,14 +1,86 @@
-"""torch.distributed.checkpoint (DCP) folders: the research system's checkpoint format (spec 8.4, 8.5)."""
+"""torch.distributed.checkpoint (DCP) folders: the research system's checkpoint format (spec 8.4, 8.5).
+
+A DCP folder's ``.metadata`` is a pickle, which torch's own reader loads with ``pickle.load``: a crafted
+file would run code. ``SafeMetadataReader`` reads it with an unpickler that builds only the classes DCP
+metadata is made of (allowlisted below), and every DCP read of this package goes through it. Tensors
+are read as DCP reads them (``torch.load(weights_only=True)`` for each tensor's bytes).
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.checkpoint import FileSystemReader
 
 from .errors import WeightsError, WeightsMissingError
+
+# What DCP metadata is made of (torch 2.x): module -> class names (None: any torch.dtype of torch)
+METADATA_CLASSES: dict[str, frozenset[str] | None] = {
+    "torch.distributed.checkpoint.metadata": frozenset(
+        {
+            "Metadata",
+            "MetadataIndex",
+            "StorageMeta",
+            "TensorProperties",
+            "TensorStorageMetadata",
+            "BytesStorageMetadata",
+            "ChunkStorageMetadata",
+            "_MEM_FORMAT_ENCODING",
+        }
+    ),  # fmt: skip
+    "torch.distributed.checkpoint.filesystem": frozenset({"_StorageInfo"}),
+    "torch.serialization": frozenset({"_get_layout"}),
+    "pathlib": frozenset({"PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"}),
+    "collections": frozenset({"OrderedDict"}),
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch" and (name == "Size" or isinstance(getattr(torch, name, None), torch.dtype)):
+            return getattr(torch, name)
+        if name in (METADATA_CLASSES.get(module) or ()):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of DCP metadata; refusing to load it")
+
+
+class SafeMetadataReader(FileSystemReader):
+    """torch's FileSystemReader whose ``.metadata`` is unpickled with the allowlist above."""
+
+    def read_metadata(self, *args: Any, **kwargs: Any):
+        from torch.distributed.checkpoint.metadata import StorageMeta
+
+        rank = kwargs.get("rank")
+        get_path = getattr(self, "_get_metadata_path", None)
+        path = get_path(rank) if get_path is not None else self.fs.concat_path(self.path, ".metadata")
+        try:
+            with self.fs.create_stream(path, "rb") as stream:
+                metadata = _MetadataUnpickler(stream).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as error:
+            raise WeightsError(
+                f"{path}: not a DCP metadata file this package loads ({error}); write the checkpoint again"
+            ) from error
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+def stored_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    """``state_dict_metadata`` of a DCP folder: the stored keys and their shapes, read safely."""
+    return SafeMetadataReader(str(folder)).read_metadata().state_dict_metadata
+
+
+def load_dcp(state: dict[str, Any], folder: str | os.PathLike, no_dist: bool) -> None:
+    """``dcp.load`` into ``state`` (in place) through the safe metadata reader."""
+    import torch.distributed.checkpoint as dcp
+
+    dcp.load(state, storage_reader=SafeMetadataReader(str(folder)), no_dist=no_dist)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -18,16 +90,12 @@ def load_dcp_weights(model: nn.Module, checkpoint_dir: str | os.PathLike) -> Non
     Keys may carry the reference's `dit.` prefix. Works without a process group (single process) and
     inside one (each rank reads what it needs).
     """
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint import FileSystemReader
-
     folder = Path(checkpoint_dir)
     if not (folder / ".metadata").is_file():
         raise WeightsMissingError(
             f"{folder} is not a torch.distributed.checkpoint folder (no .metadata file); check checkpoint.init_state_dir"
         )
-    reader = FileSystemReader(str(folder))
-    stored = reader.read_metadata().state_dict_metadata
+    stored = stored_metadata(folder)
     own = model.state_dict()
     for prefix in ("model.dit.", "model.", "dit.", ""):
         if not all(f"{prefix}{name}" in stored for name in own):
@@ -43,7 +111,7 @@ def load_dcp_weights(model: nn.Module, checkpoint_dir: str | os.PathLike) -> Non
                 "(is it a checkpoint of another ssm_layer or size?)"
             )
         state = {f"{prefix}{name}": tensor for name, tensor in own.items()}
-        dcp.load(state, checkpoint_id=str(folder), no_dist=not _distributed())
+        load_dcp(state, folder, no_dist=not _distributed())
         model.load_state_dict({name: state[f"{prefix}{name}"] for name in own}, strict=True)
         return
     sample = sorted(stored)[:5]

@@ -34,8 +34,8 @@ function validate(files: string[], values: Flags): number {
     } catch (e) {
       if (!(e instanceof TttVideoError)) throw e
       const issues = 'issues' in e ? e.issues : []
-      out(values.json ? JSON.stringify({ file, ok: false, message: e.message, issues }) : '')
-      if (!values.json) err(values.verbose === true ? (e.stack ?? e.message) : e.message)
+      if (values.json) out(JSON.stringify({ file, ok: false, message: e.message, issues }))
+      else err(values.verbose === true ? (e.stack ?? e.message) : e.message)
       failed++
     }
   }

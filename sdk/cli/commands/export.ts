@@ -1,3 +1,4 @@
+import { CancelledError } from '../../errors.js'
 import { type ExportOptions, exportBundle } from '../../runs/export.js'
 import { type Command, cancellation, out, UsageError } from '../flags.js'
 
@@ -31,6 +32,9 @@ export const exportCommand: Command = {
       })
       out(values.json ? JSON.stringify({ type: 'result', ...result }) : result.bundle)
       return 0
+    } catch (e) {
+      if (e instanceof CancelledError) return cancel.exitCode() // 130, 143 or 129, as the signal was
+      throw e
     } finally {
       cancel.dispose()
     }

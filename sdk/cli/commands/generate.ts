@@ -51,7 +51,7 @@ export const generateCommand: Command = {
   usage:
     'ttt-video generate STORYBOARD [--config FILE | --preset NAME] [--model BUNDLE] [--set SECTION.FIELD=VALUE]...\n' +
     '                   [--gpus N] [--nnodes N --node-rank K --rdzv-endpoint HOST:PORT [--rdzv-id ID]]\n' +
-    '                   [--slurm | --slurm-dry-run] [--slurm-partition P] [--slurm-time T] [--slurm-option OPT]...\n' +
+    '                   [--slurm | --slurm-dry-run] [--slurm-partition P] [--slurm-time T] [--slurm-cpu] [--slurm-option OPT]...\n' +
     '                   [--out DIR] [--run-dir DIR] [--seed N] [--dry-run] [--json]',
   flags: {
     config: { type: 'string' },

@@ -1,3 +1,4 @@
+import { dirname } from 'node:path'
 import { subtitles } from '../../video/index.js'
 import { type Command, out, UsageError } from '../flags.js'
 
@@ -10,9 +11,7 @@ export const subtitlesCommand: Command = {
       throw new UsageError('subtitles needs one video folder of a run (video-<k>/) or its video.mp4')
     const format = (values.format as string | undefined) ?? 'vtt'
     if (format !== 'vtt' && format !== 'srt') throw new UsageError('--format must be vtt or srt')
-    const folder = positionals[0]!.endsWith('.mp4')
-      ? positionals[0]!.replace(/[/\\][^/\\]+$/, '')
-      : positionals[0]!
+    const folder = positionals[0]!.endsWith('.mp4') ? dirname(positionals[0]!) : positionals[0]!
     const result = await subtitles(folder, { format, mux: values.mux === true })
     out(result.path ?? result.text)
     if (result.muxed) out(result.muxed)
