@@ -53,3 +53,34 @@ describe('EventFollower', () => {
     expect([r.exitCode, r.stdout.trim()]).toEqual([0, 'done 1'])
   })
 })
+
+describe('startRun and invalid events', () => {
+  // A "run" that is a shell writing its own events: one valid start, one line that is no event, the end.
+  const script = (events: string) =>
+    [
+      `printf '%s\\n' '${JSON.stringify({ v: 2, type: 'run.started', time: 1, rank: 0, kind: 'sample', run_dir: '.', world_size: 1, device: 'cpu', total: 0 })}' >> ${events}`,
+      `printf '%s\\n' '{"v": 2, "type": "no.such.event", "time": 1, "rank": 0}' >> ${events}`,
+      `printf '%s\\n' '${JSON.stringify({ v: 2, type: 'run.finished', time: 2, rank: 0, seconds: 1 })}' >> ${events}`,
+    ].join('; ')
+
+  async function runWith(strict: boolean) {
+    const { startRun } = await import('../../sdk/launch/run.js')
+    const runDir = mkdtempSync(join(tmp, 'strict-'))
+    const run = startRun({
+      kind: 'sample',
+      command: ['sh', '-c', script(join(runDir, 'events.jsonl'))],
+      runDir,
+      collect: () => 'ok',
+      strictEvents: strict,
+    })
+    for await (const _ of run) {
+      // drain
+    }
+    return run.result
+  }
+
+  it('skips a line that is no event by default, and fails the run with strictEvents', async () => {
+    await expect(runWith(false)).resolves.toBe('ok')
+    await expect(runWith(true)).rejects.toThrow(/wrote 1 invalid event\(s\); the first: .*no\.such\.event/)
+  })
+})
