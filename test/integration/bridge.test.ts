@@ -266,7 +266,7 @@ describe('doctor without a working bridge', () => {
       message: expect.stringMatching(
         /^the Python environment at .*broken-venv is broken: .*cannot import ttt_video/,
       ),
-      fix: 'ttt-video setup --force',
+      fix: `ttt-video setup --venv ${broken} --force`, // the fix names the environment asked about
     })
     const dies = join(tmp, 'dying-venv')
     mkdirSync(join(dies, 'bin'), { recursive: true })
@@ -275,9 +275,12 @@ describe('doctor without a working bridge', () => {
     expect(died.findings).toContainEqual({
       level: 'problem',
       message: expect.stringMatching(/dying-venv is broken: .*(exited \(code 3|could not start)/),
-      fix: 'ttt-video setup --force',
+      fix: `ttt-video setup --venv ${dies} --force`,
     })
     const missing = await doctor({ venvDir: join(tmp, 'no-venv') })
-    expect(missing.findings[0]).toMatchObject({ level: 'problem', fix: 'ttt-video setup' })
+    expect(missing.findings[0]).toMatchObject({
+      level: 'problem',
+      fix: `ttt-video setup --venv ${join(tmp, 'no-venv')}`,
+    })
   })
 })
