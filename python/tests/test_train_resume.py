@@ -71,7 +71,9 @@ def kill_after_first_checkpoint(run: Path) -> int:
     raise AssertionError(f"no checkpoint was written: {proc.stderr.read().decode()[-3000:]}")
 
 
-def test_killed_run_resumes_to_the_uninterrupted_parameters_bit_for_bit(tmp_path, inputs):
+def test_killed_run_resumes_to_the_uninterrupted_parameters_bit_for_bit(tmp_path, inputs, single_thread):
+    # bit for bit by construction: every part of both runs computes with one thread (the killed run's
+    # process is started with OMP_NUM_THREADS=1), so sums are taken in the same order
     sections = {"training": {"steps": 12, "text_dropout": 0.5}, "checkpoint": {"interval": 2}}
     killed = write_run(tmp_path / "killed", *inputs, **sections)
     first = kill_after_first_checkpoint(killed)
