@@ -106,6 +106,37 @@ def test_gradients_are_refused(dit):
         cuda_graph_recorder(warmup=0)
 
 
+def _cfg_parallel_worker(rank: int, store: str, out: str) -> None:
+    """One of two gloo ranks: CfgParallel over a GraphedModel, each rank replaying its own branch."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from ttt_video.parallel import CfgParallel
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        mesh = init_device_mesh("cpu", (2,), mesh_dim_names=("cfg",))
+        dit = TTTVideoDiT(build_config("tiny", ssm_layer="ttt_mlp"), seed=0).eval().requires_grad_(False)
+        graphed = GraphedModel(dit, eager_recorder, torch.device("cpu"))
+        x0 = run_sampler(CfgParallel(graphed, mesh["cfg"]), 1, cfg_batch=True)
+        assert graphed.recorded == 1
+        torch.save(x0, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_cfg_parallel_over_the_wrapper_equals_one_process(dit, tmp_path, single_thread):
+    """Two ranks, one guidance branch each through its own GraphedModel; the exchange stays outside."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "x0"
+    mp.spawn(_cfg_parallel_worker, args=(str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    want = run_sampler(dit, 1, cfg_batch=False)  # CfgParallel runs each branch as a batch of its own
+    for rank in (0, 1):
+        assert torch.equal(torch.load(f"{out}.{rank}", weights_only=True), want)
+
+
 # ------------------------------------------------------------------------------------------ selection
 
 
