@@ -199,7 +199,7 @@ def weights_fingerprint(cfg: JobConfig) -> str:
 def check_fits(models: PipelineModels, cfg: JobConfig) -> None:
     """The job's text width and latent grid must fit the loaded model."""
     dit = models.dit.config
-    text_dim = models.text.model.config.d_model
+    text_dim = models.text.width
     if text_dim != dit.text_dim:
         raise ConfigError(
             [
