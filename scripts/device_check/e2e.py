@@ -40,7 +40,7 @@ def random_bundle(s, root: Path) -> Path:
     from ttt_video.models import build_config
     from ttt_video.vae import COGVIDEOX_5B_VAE_CONFIG
 
-    from .items import random_dit
+    from .common import random_dit
 
     model = random_dit(build_config("5B", ssm_layer="ttt_mlp"), s.device, s.dtype)
     model.save_pretrained(bundle / "transformer")
