@@ -106,11 +106,8 @@ function get(url, headers) {
   })
 }
 
-async function bench() {
-  const clients = Number(values.clients)
-  const interval = Number(values['interval-ms'])
-  const steps = Number(values.steps)
-  const deadline = Date.now() + Number(values['max-seconds']) * 1000
+/** The service in a child process (this script with --serve); resolves to { child, url, token }. */
+async function startServer() {
   const child = fork(new URL(import.meta.url).pathname, ['--serve', '--job-nice', values['job-nice']], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
@@ -118,96 +115,122 @@ async function bench() {
     child.once('message', resolve)
     child.once('exit', (code) => reject(new Error(`the server exited (${code})`)))
   })
+  return { child, url, token }
+}
+
+/** POST one 3 s job of `steps` denoising steps; resolves to the job's JSON. */
+async function submitJob(url, headers, steps) {
+  const submitted = await fetch(`${url}/v1/jobs`, {
+    method: 'POST',
+    headers: { ...headers, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      storyboards: [[{ text: 'a red boat on a lake at dawn' }]],
+      overrides: { eval: { num_denoising_steps: steps } },
+    }),
+  })
+  if (submitted.status !== 202) throw new Error(`submit: ${submitted.status} ${await submitted.text()}`)
+  return submitted.json()
+}
+
+/** One client: follows the job's SSE stream and polls its status every `interval` ms until it ends or
+ * `deadline`; pushes into the shared `samples` ({ statusMs, statusAllMs, delayMs, errors }). */
+function client(jobUrl, headers, interval, deadline, samples) {
+  let ended = false
+  const follow = async () => {
+    const connected = Date.now() / 1000
+    const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now())) // the time bound
+    try {
+      const res = await fetch(`${jobUrl}/events`, { headers, signal })
+      for await (const m of sse(res.body)) {
+        if (m.event === 'end') break
+        const event = JSON.parse(m.data)
+        if (event.time >= connected) samples.delayMs.push(Date.now() - event.time * 1000)
+      }
+    } catch (e) {
+      if (!signal.aborted) throw e
+    }
+    ended = true
+  }
+  const poll = async () => {
+    while (!ended && Date.now() < deadline) {
+      const start = performance.now()
+      const res = await get(jobUrl, headers)
+      const ms = performance.now() - start
+      if (res.status !== 200) samples.errors++
+      samples.statusAllMs.push(ms)
+      if (JSON.parse(res.body).state === 'running') samples.statusMs.push(ms)
+      await new Promise((r) => setTimeout(r, interval))
+    }
+  }
+  return Promise.all([follow(), poll()])
+}
+
+/** The result object printed as JSON (and as a table by `report`). */
+function summary(settings, final, seconds, samples, serverLoop, clientLoop) {
+  return {
+    date: new Date().toISOString().slice(0, 10),
+    cpus: cpus().length,
+    ...settings,
+    load_average: loadavg().map((x) => Math.round(x * 10) / 10),
+    job_state: final.state,
+    seconds: Math.round(seconds * 10) / 10,
+    status_requests: samples.statusAllMs.length,
+    status_per_second: Math.round(samples.statusAllMs.length / seconds),
+    status_errors: samples.errors,
+    status_ms_while_running: percentiles(samples.statusMs),
+    status_ms_all: percentiles(samples.statusAllMs),
+    event_delay_ms: percentiles(samples.delayMs),
+    server_loop_delay_ms: serverLoop,
+    client_loop_delay_ms: histogram(clientLoop),
+  }
+}
+
+function report(result) {
+  const cells = (p) => [p.p50, p.p95, p.p99, p.max].map((x) => String(x).padStart(8)).join(' ')
+  const row = (name, p) => `${name.padEnd(34)} ${String(p.n).padStart(6)} ${cells(p)}`
+  const loops = (name, p) => `${name.padEnd(34)} ${''.padStart(6)} ${cells(p)}`
+  console.log(
+    `job ${result.job_state} in ${result.seconds} s; ${result.clients} clients, ${result.status_per_second} status requests/s, ${result.status_errors} errors`,
+  )
+  console.log(
+    `${''.padEnd(34)} ${'n'.padStart(6)} ${['p50', 'p95', 'p99', 'max'].map((x) => x.padStart(8)).join(' ')}`,
+  )
+  console.log(row('status latency, job running (ms)', result.status_ms_while_running))
+  console.log(row('status latency, all (ms)', result.status_ms_all))
+  console.log(row('event delivery delay (ms)', result.event_delay_ms))
+  console.log(loops('server event-loop delay (ms)', result.server_loop_delay_ms))
+  console.log(loops('client event-loop delay (ms)', result.client_loop_delay_ms))
+  console.log(JSON.stringify(result))
+}
+
+async function bench() {
+  const settings = {
+    clients: Number(values.clients),
+    interval_ms: Number(values['interval-ms']),
+    steps: Number(values.steps),
+    job_nice: Number(values['job-nice']),
+  }
+  const deadline = Date.now() + Number(values['max-seconds']) * 1000
+  const { child, url, token } = await startServer()
   const headers = { Authorization: `Bearer ${token}` }
   try {
-    const submitted = await fetch(`${url}/v1/jobs`, {
-      method: 'POST',
-      headers: { ...headers, 'Content-Type': 'application/json' },
-      body: JSON.stringify({
-        storyboards: [[{ text: 'a red boat on a lake at dawn' }]],
-        overrides: { eval: { num_denoising_steps: steps } },
-      }),
-    })
-    if (submitted.status !== 202) throw new Error(`submit: ${submitted.status} ${await submitted.text()}`)
-    const job = await submitted.json()
+    const job = await submitJob(url, headers, settings.steps)
+    const jobUrl = `${url}/v1/jobs/${job.id}`
     const t0 = Date.now()
-    const statusMs = []
-    const statusAllMs = []
-    const delayMs = []
-    let ended = false
-    let errors = 0
-
-    const follow = async () => {
-      const connected = Date.now() / 1000
-      const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now())) // the time bound
-      try {
-        const res = await fetch(`${url}/v1/jobs/${job.id}/events`, { headers, signal })
-        for await (const m of sse(res.body)) {
-          if (m.event === 'end') break
-          const event = JSON.parse(m.data)
-          if (event.time >= connected) delayMs.push(Date.now() - event.time * 1000)
-        }
-      } catch (e) {
-        if (!signal.aborted) throw e
-      }
-      ended = true
-    }
-    const poll = async () => {
-      while (!ended && Date.now() < deadline) {
-        const start = performance.now()
-        const res = await get(`${url}/v1/jobs/${job.id}`, headers)
-        const ms = performance.now() - start
-        const body = JSON.parse(res.body)
-        if (res.status !== 200) errors++
-        statusAllMs.push(ms)
-        if (body.state === 'running') statusMs.push(ms)
-        await new Promise((r) => setTimeout(r, interval))
-      }
-    }
+    const samples = { statusMs: [], statusAllMs: [], delayMs: [], errors: 0 }
     const clientLoop = monitorEventLoopDelay({ resolution: 5 })
     clientLoop.enable()
     child.send('measure')
-    await Promise.all(Array.from({ length: clients }, () => Promise.all([follow(), poll()])))
+    const clients = Array.from({ length: settings.clients }, () =>
+      client(jobUrl, headers, settings.interval_ms, deadline, samples),
+    )
+    await Promise.all(clients)
     clientLoop.disable()
     const serverLoop = new Promise((resolve) => child.once('message', (m) => resolve(m.loopDelayMs)))
     child.send('report')
-    const final = await (await fetch(`${url}/v1/jobs/${job.id}`, { headers })).json()
+    const final = await (await fetch(jobUrl, { headers })).json()
     const seconds = (Date.now() - t0) / 1000
-    const result = {
-      date: new Date().toISOString().slice(0, 10),
-      cpus: cpus().length,
-      clients,
-      interval_ms: interval,
-      steps,
-      job_nice: Number(values['job-nice']),
-      load_average: loadavg().map((x) => Math.round(x * 10) / 10),
-      job_state: final.state,
-      seconds: Math.round(seconds * 10) / 10,
-      status_requests: statusAllMs.length,
-      status_per_second: Math.round(statusAllMs.length / seconds),
-      status_errors: errors,
-      status_ms_while_running: percentiles(statusMs),
-      status_ms_all: percentiles(statusAllMs),
-      event_delay_ms: percentiles(delayMs),
-      server_loop_delay_ms: await serverLoop,
-      client_loop_delay_ms: histogram(clientLoop),
-    }
-    const row = (name, p) =>
-      `${name.padEnd(34)} ${String(p.n).padStart(6)} ${[p.p50, p.p95, p.p99, p.max].map((x) => String(x).padStart(8)).join(' ')}`
-    console.log(
-      `job ${final.state} in ${result.seconds} s; ${clients} clients, ${result.status_per_second} status requests/s, ${errors} errors`,
-    )
-    console.log(
-      `${''.padEnd(34)} ${'n'.padStart(6)} ${['p50', 'p95', 'p99', 'max'].map((x) => x.padStart(8)).join(' ')}`,
-    )
-    console.log(row('status latency, job running (ms)', result.status_ms_while_running))
-    console.log(row('status latency, all (ms)', result.status_ms_all))
-    console.log(row('event delivery delay (ms)', result.event_delay_ms))
-    const loops = (name, p) =>
-      `${name.padEnd(34)} ${''.padStart(6)} ${[p.p50, p.p95, p.p99, p.max].map((x) => String(x).padStart(8)).join(' ')}`
-    console.log(loops('server event-loop delay (ms)', result.server_loop_delay_ms))
-    console.log(loops('client event-loop delay (ms)', result.client_loop_delay_ms))
-    console.log(JSON.stringify(result))
+    report(summary(settings, final, seconds, samples, await serverLoop, clientLoop))
   } finally {
     child.send('stop')
     await new Promise((r) => child.once('exit', r))

@@ -127,7 +127,7 @@ def time_forward(
     return statistics.median(times)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -160,12 +160,11 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the TTT step and the MLP"
     )
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype)
+
+def bench_config(args: argparse.Namespace) -> tuple[DiTConfig, tuple[int, int]]:
+    """The preset with the flags' overrides, and the latent size (H, W)."""
     overrides = {"ssm_layer": args.ssm_layer}
     if args.mini_batch_size:
         overrides["mini_batch_size"] = args.mini_batch_size
@@ -174,8 +173,61 @@ def main() -> None:
         height, width = (int(v) for v in args.latent_size.lower().split("x"))
     else:
         height, width = DEFAULT_LATENT_SIZE.get(args.preset, (60, 90))
-    grid = (height // cfg.patch_size, width // cfg.patch_size)
+    return cfg, (height, width)
 
+
+def forward_inputs(
+    cfg: DiTConfig,
+    seconds: int,
+    latent: tuple[int, int],
+    min_text_length: int,
+    device,
+    dtype,
+):
+    """``(layout, (latents, text, timesteps))`` of one ``seconds``-long video, random, batch 1."""
+    if seconds % 3 or seconds <= 0:
+        raise SystemExit(f"--lengths: {seconds} is not a positive multiple of 3")
+    n, frames = seconds // 3, 12 * (seconds // 3) + 1
+    grid = (latent[0] // cfg.patch_size, latent[1] // cfg.patch_size)
+    length = text_length_for(seconds, cfg, grid, min_text_length)
+    layout = SequenceLayout(n, length, frames, grid[0], grid[1])
+    generator = torch.Generator().manual_seed(seconds)
+    latents = torch.randn(1, frames, cfg.in_channels, *latent, generator=generator)
+    text = torch.randn(1, n, length, cfg.text_dim, generator=generator)
+    inputs = (
+        latents.to(device, dtype),
+        text.to(device, dtype),
+        torch.tensor([999.0], device=device),
+    )
+    return layout, inputs
+
+
+def table_row(
+    seconds: int,
+    layout: SequenceLayout,
+    flops: dict[str, float],
+    seconds_per_forward: float,
+    rate: float,
+):
+    """One row of the printed table."""
+    total = sum(flops.values())
+    floor = total / rate
+    parts = " / ".join(
+        f"{flops[k] / 1e9:.1f}" for k in ("linear", "attention", "ttt_scan")
+    )
+    return (
+        f"| {seconds} s | {layout.num_segments} | {layout.num_frames} | {layout.text_length} | {layout.num_tokens} | "
+        f"{total / 1e9:.1f} ({parts}) | {seconds_per_forward * 1e3:.1f} | {total / seconds_per_forward / 1e12:.3f} | "
+        f"{floor * 1e3:.1f} | {seconds_per_forward / floor:.2f} |"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    cfg, latent = bench_config(args)
     matmul_size = args.matmul_size or (8192 if device.type == "cuda" else 1024)
     rate = measure_matmul_rate(device, dtype, matmul_size)
     device_name = (
@@ -187,10 +239,9 @@ def main() -> None:
         f"# device {device_name}, {args.dtype}; matmul {matmul_size}^3: {rate / 1e12:.3f} TFLOP/s"
     )
     print(
-        f"# preset {args.preset} ({cfg.ssm_layer}, mini-batch {cfg.mini_batch_size}), latents {height}x{width}, "
-        f"warm-up {args.warmup}, median of {args.repeats}{', compiled' if args.compile else ''}"
+        f"# preset {args.preset} ({cfg.ssm_layer}, mini-batch {cfg.mini_batch_size}), latents "
+        f"{latent[0]}x{latent[1]}, warm-up {args.warmup}, median of {args.repeats}{', compiled' if args.compile else ''}"
     )
-
     model = TTTVideoDiT.from_config(
         cfg, device=device, dtype=dtype, seed=0, compile=args.compile
     ).eval()
@@ -199,37 +250,18 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seconds in (int(s) for s in args.lengths.split(",")):
-        if seconds % 3 or seconds <= 0:
-            raise SystemExit(f"--lengths: {seconds} is not a positive multiple of 3")
-        n = seconds // 3
-        length = text_length_for(seconds, cfg, grid, args.min_text_length)
-        frames = 12 * n + 1
-        layout = SequenceLayout(n, length, frames, grid[0], grid[1])
-        generator = torch.Generator().manual_seed(seconds)
-        inputs = (
-            torch.randn(
-                1, frames, cfg.in_channels, height, width, generator=generator
-            ).to(device, dtype),
-            torch.randn(1, n, length, cfg.text_dim, generator=generator).to(
-                device, dtype
-            ),
-            torch.tensor([999.0], device=device),
+        layout, inputs = forward_inputs(
+            cfg, seconds, latent, args.min_text_length, device, dtype
         )
         seconds_per_forward = time_forward(
             model, inputs, device, args.warmup, args.repeats
         )
-        flops = forward_flops(cfg, layout)
-        total = sum(flops.values())
-        floor = total / rate
-        parts = " / ".join(
-            f"{flops[k] / 1e9:.1f}" for k in ("linear", "attention", "ttt_scan")
-        )
         print(
-            f"| {seconds} s | {n} | {frames} | {length} | {layout.num_tokens} | {total / 1e9:.1f} ({parts}) | "
-            f"{seconds_per_forward * 1e3:.1f} | {total / seconds_per_forward / 1e12:.3f} | {floor * 1e3:.1f} | "
-            f"{seconds_per_forward / floor:.2f} |"
+            table_row(
+                seconds, layout, forward_flops(cfg, layout), seconds_per_forward, rate
+            ),
+            flush=True,
         )
-        sys.stdout.flush()
 
 
 if __name__ == "__main__":

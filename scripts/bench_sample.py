@@ -32,8 +32,8 @@ except ImportError:  # a checkout without the package installed
 
 
 def bench_tiny(seconds: int, steps: int, threads: int | None) -> None:
+    from ttt_video.__main__ import main as main_entry
     from ttt_video.demo.tiny_bundle import make_tiny_bundle
-    from ttt_video.sample import run_sample
 
     if threads:
         torch.set_num_threads(threads)
@@ -56,10 +56,10 @@ def bench_tiny(seconds: int, steps: int, threads: int | None) -> None:
         ]
         (run / "storyboards.jsonl").write_text(json.dumps(video) + "\n")
         started = time.perf_counter()
-        if run_sample(run / "config.toml", run / "storyboards.jsonl", run) != 0:
+        if main_entry(["sample", "--run-dir", str(run)]) != 0:
             raise SystemExit((run / "events.jsonl").read_text())
         total = time.perf_counter() - started
-        meta = json.loads((run / "prompt-0" / "meta.json").read_text())
+        meta = json.loads((run / "video-0" / "meta.json").read_text())
     t = meta["timings"]
     print(
         f"tiny bundle, {seconds} s ({meta['frames']} frames, {meta['width']}x{meta['height']}), {steps} steps, "
@@ -76,38 +76,23 @@ def bench_tiny(seconds: int, steps: int, threads: int | None) -> None:
     )
 
 
-def bench_random(
-    preset: str, device: torch.device, seconds: int, steps: int, dtype: torch.dtype
-) -> None:
-    from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG
-    from ttt_video.models import SequenceLayout, TTTVideoDiT, build_config
-    from ttt_video.sampling import (
-        guided_denoiser,
-        initial_noise,
-        sample,
-        step_table,
-        video_generator,
-    )
-    from ttt_video.vae import COGVIDEOX_5B_VAE_CONFIG, CogVideoXVAE
-
+def load_bench_dit():
+    """scripts/bench_dit.py as a module (its FLOP count, text lengths and matmul rate)."""
     spec = importlib.util.spec_from_file_location(
         "bench_dit", ROOT / "scripts" / "bench_dit.py"
     )
     bench_dit = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_dit)
+    return bench_dit
+
+
+def random_models(preset: str, device: torch.device, dtype: torch.dtype):
+    """A random-weight DiT of ``preset`` and the matching VAE (tiny or CogVideoX-5b sized)."""
+    from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG
+    from ttt_video.models import TTTVideoDiT, build_config
+    from ttt_video.vae import COGVIDEOX_5B_VAE_CONFIG, CogVideoXVAE
 
     cfg = build_config(preset)
-    grid = bench_dit.DEFAULT_LATENT_SIZE[preset]
-    n, T = seconds // 3, 12 * (seconds // 3) + 1
-    L = bench_dit.text_length_for(seconds, cfg, (grid[0] // 2, grid[1] // 2), 8)
-    layout = SequenceLayout(n, L, T, grid[0] // 2, grid[1] // 2)
-    step_flops = 2 * sum(
-        bench_dit.forward_flops(cfg, layout).values()
-    )  # two guidance branches
-    rate = bench_dit.measure_matmul_rate(
-        device, dtype, 8192 if device.type == "cuda" else 1024
-    )
-
     dit = (
         TTTVideoDiT.from_config(cfg, device=device, dtype=dtype)
         .eval()
@@ -120,45 +105,70 @@ def bench_random(
         .eval()
         .requires_grad_(False)
     )
-    text = torch.randn(1, n, L, cfg.text_dim, device=device, dtype=dtype)
+    return cfg, dit, vae
+
+
+def timed_sampling(dit, text, noise, steps: int, generator, device, dtype, synchronize):
+    """x0 of ``steps`` denoising steps (both branches as one batch) and the seconds of each step."""
+    from ttt_video.sampling import guided_denoiser, sample, step_table
+
     table = step_table(steps)
-    generator = video_generator(0, 0)
-    noise = initial_noise((1, T, 16, grid[0], grid[1]), generator, device)
     times: list[float] = []
     last = [time.perf_counter()]
 
     def on_step(step: int, total: int) -> None:
-        bench_dit.synchronize(device)
+        synchronize(device)
         now = time.perf_counter()
         times.append(now - last[0])
         last[0] = now
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    with torch.inference_mode():
-        denoise = guided_denoiser(
-            dit, text, torch.zeros_like(text), table, model_dtype=dtype, cfg_batch=True
-        )
-        latents = sample(denoise, noise, table, generator, callback=on_step)
-        sampling_peak = (
-            torch.cuda.max_memory_allocated() / 2**30
-            if device.type == "cuda"
-            else float("nan")
-        )
-        started = time.perf_counter()
-        frames = sum(
-            f.shape[2]
-            for f in vae.decode_stream(
-                latents.to(dtype).permute(0, 2, 1, 3, 4), latent_scale=1.0
-            )
-        )
-        bench_dit.synchronize(device)
-        decode = time.perf_counter() - started
-    peak = (
+    denoise = guided_denoiser(
+        dit, text, torch.zeros_like(text), table, model_dtype=dtype, cfg_batch=True
+    )
+    return sample(denoise, noise, table, generator, callback=on_step), times
+
+
+def peak_gib(device: torch.device) -> float:
+    return (
         torch.cuda.max_memory_allocated() / 2**30
         if device.type == "cuda"
         else float("nan")
     )
+
+
+def bench_random(
+    preset: str, device: torch.device, seconds: int, steps: int, dtype: torch.dtype
+) -> None:
+    from ttt_video.models import SequenceLayout
+    from ttt_video.sampling import initial_noise, video_generator
+
+    bench_dit = load_bench_dit()
+    cfg, dit, vae = random_models(preset, device, dtype)
+    grid = bench_dit.DEFAULT_LATENT_SIZE[preset]
+    n, T = seconds // 3, 12 * (seconds // 3) + 1
+    L = bench_dit.text_length_for(seconds, cfg, (grid[0] // 2, grid[1] // 2), 8)
+    layout = SequenceLayout(n, L, T, grid[0] // 2, grid[1] // 2)
+    step_flops = 2 * sum(
+        bench_dit.forward_flops(cfg, layout).values()
+    )  # two guidance branches
+    rate = bench_dit.measure_matmul_rate(
+        device, dtype, 8192 if device.type == "cuda" else 1024
+    )
+    text = torch.randn(1, n, L, cfg.text_dim, device=device, dtype=dtype)
+    generator = video_generator(0, 0)
+    noise = initial_noise((1, T, 16, grid[0], grid[1]), generator, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        latents, times = timed_sampling(
+            dit, text, noise, steps, generator, device, dtype, bench_dit.synchronize
+        )
+        sampling_peak = peak_gib(device)
+        started = time.perf_counter()
+        z = latents.to(dtype).permute(0, 2, 1, 3, 4)
+        frames = sum(f.shape[2] for f in vae.decode_stream(z, latent_scale=1.0))
+        bench_dit.synchronize(device)
+        decode = time.perf_counter() - started
     per_step = statistics.median(times[1:] or times)
     floor = step_flops / rate
     print(
@@ -169,7 +179,8 @@ def bench_random(
     )
     print("|---|---|---|---|---|---|")
     print(
-        f"| {per_step:.3f} | {floor:.3f} | {per_step / floor:.2f} | {decode:.1f} | {sampling_peak:.1f} | {peak:.1f} |"
+        f"| {per_step:.3f} | {floor:.3f} | {per_step / floor:.2f} | {decode:.1f} | {sampling_peak:.1f} | "
+        f"{peak_gib(device):.1f} |"
     )
 
 

@@ -80,11 +80,10 @@ def test_scene_tokens_get_32100_and_32101_for_a_real_size_vocabulary(tmp_path: P
     text = TextEncoder.from_pretrained(root, dtype=torch.float32)
     assert text.scene_token_ids == {"<end_scene>": 32100, "<start_scene>": 32101}
     assert len(text.tokenizer) == 32102
-    assert text.tokenizer.convert_tokens_to_ids(["<extra_id_0>", "<extra_id_99>"]) == [32099, 32000]
-    resized = text.model.get_input_embeddings().weight
+    assert [text.tokenizer.special[t] for t in ("<extra_id_0>", "<extra_id_99>")] == [32099, 32000]
+    resized = text.model.shared.weight
     assert resized.shape == (32102, 8)
     assert torch.equal(resized, stored[:32102])  # rows 32100 / 32101 are the pretrained (unused) rows
-    assert text.model.encoder.embed_tokens.weight.data_ptr() == resized.data_ptr()
     ids = text.tokenize(["<start_scene>A mouse.<end_scene>"], 16)[0].tolist()
     assert ids[0] == 32101 and ids[ids.index(1) - 1] == 32100
 
@@ -97,15 +96,15 @@ def test_scene_tokens_follow_the_extra_ids(encoder: TextEncoder) -> None:
     }
     assert len(encoder.tokenizer) == n + NUM_EXTRA_IDS + 2
     for token in SCENE_TOKENS:
-        assert encoder.tokenizer.tokenize(f"mouse{token}cat").count(token) == 1
+        assert encoder.tokenizer.pieces(f"mouse{token}cat").count(token) == 1
 
 
 def test_embedding_resize_keeps_the_existing_rows(bundle: Path, encoder: TextEncoder) -> None:
     stored = load_file(bundle / "text_encoder" / "model.safetensors")["shared.weight"]
     rows = len(encoder.tokenizer)
     assert stored.shape[0] == rows - 2 + 28  # like T5-XXL: 28 spare rows before adding the scene tokens
-    assert torch.equal(encoder.model.get_input_embeddings().weight, stored[:rows])
-    assert encoder.model.config.vocab_size == rows
+    assert torch.equal(encoder.model.shared.weight, stored[:rows])
+    assert encoder.model.shared.num_embeddings == rows
 
 
 def test_tokenisation_matches_the_reference_slow_legacy_tokenizer(bundle: Path, encoder: TextEncoder) -> None:
@@ -133,15 +132,26 @@ def test_padding_and_truncation(encoder: TextEncoder) -> None:
 # ---------------------------------------------------------------------------------------- encoding
 
 
-def test_encode_shape_dtype_and_no_attention_mask(encoder: TextEncoder) -> None:
+def transformers_t5(bundle: Path, dtype: torch.dtype):
+    """transformers' T5EncoderModel of the bundle (eager attention: softmax as the reference's), in dtype."""
+    from transformers import T5EncoderModel
+
+    model = T5EncoderModel.from_pretrained(
+        bundle / "text_encoder", dtype=torch.float32, attn_implementation="eager"
+    )
+    return model.to(dtype).eval()
+
+
+def test_encode_shape_dtype_and_no_attention_mask(bundle: Path, encoder: TextEncoder) -> None:
     prompts = ["<start_scene>A mouse hides behind a jar.<end_scene>", "The cat sleeps.", ""]
     hidden = encoder.encode(prompts, 20)
     assert hidden.shape == (3, 20, 32) and hidden.dtype == torch.float32
     ids = encoder.tokenize(prompts, 20)
     with torch.no_grad():
-        unmasked = encoder.model(input_ids=ids).last_hidden_state
-        masked = encoder.model(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+        unmasked = encoder.model(ids)
+        masked = transformers_t5(bundle, torch.float32)(input_ids=ids, attention_mask=(ids != 0).long())
     torch.testing.assert_close(hidden, unmasked)
+    masked = masked.last_hidden_state
     assert not torch.allclose(hidden, masked), "padding must be attended (no attention mask)"
     # Each prompt is encoded independently of the others in the batch.
     torch.testing.assert_close(encoder.encode(prompts[1:2], 20)[0], hidden[1], atol=1e-5, rtol=1e-5)

@@ -45,6 +45,8 @@ class PipelineModels:
     bundle: dict[str, Any]
     fingerprint: str  # of the DiT's weights: part of every video's identity
     mesh: Any = None  # the DeviceMesh of a parallel run (ttt_video.parallel.build_mesh), else None
+    # What the sampler calls: a GraphedModel of dit (pipeline.use_cuda_graphs), or None for dit itself.
+    velocity: Any = None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -197,7 +199,7 @@ def weights_fingerprint(cfg: JobConfig) -> str:
 def check_fits(models: PipelineModels, cfg: JobConfig) -> None:
     """The job's text width and latent grid must fit the loaded model."""
     dit = models.dit.config
-    text_dim = models.text.model.config.d_model
+    text_dim = models.text.width
     if text_dim != dit.text_dim:
         raise ConfigError(
             [

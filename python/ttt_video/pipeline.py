@@ -1,13 +1,21 @@
 """One video, storyboard in, mp4 out, as named steps: inputs -> text -> latents -> denoise -> decode -> write.
 
 ``generate_video`` reads as the list of steps; each step is a function below. The models come from
-``ttt_video.loading.load_models``; the ``sample`` entry point wraps this for torchrun.
+``ttt_video.loading.load_models``; the ``sample`` entry point wraps this for torchrun. The denoiser calls
+``models.velocity`` (a ``GraphedModel`` replaying CUDA graphs, see ``use_cuda_graphs``) or the DiT.
+
+PyAV is imported only to write the mp4. With ``TTT_VIDEO_DISCARD_VIDEO=1`` in the environment (for
+machines without PyAV, such as scripts/device-check's GPU machine) the frames are decoded and dropped: no
+video.mp4 and no meta.json are written, so the video does not count as finished.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +27,37 @@ from .contracts.storyboard import SegmentPrompts, Video, segment_prompts
 from .loading import PipelineModels
 from .runner import NonFiniteError
 from .sampling import guided_denoiser, initial_noise, sample, step_table_for, video_generator
+from .sampling.graphs import GraphedModel, cuda_graph_recorder, cuda_graphs_enabled
 from .vae import latent_windows
-from .video_io import Mp4Writer, frames_to_uint8
 
 Emit = Callable[..., Any]
+DISCARD_VIDEO_ENV = "TTT_VIDEO_DISCARD_VIDEO"
+
+
+def discard_video() -> bool:
+    """Whether decoded frames are dropped instead of written (``TTT_VIDEO_DISCARD_VIDEO=1``)."""
+    return os.environ.get(DISCARD_VIDEO_ENV, "") == "1"
+
+
+def check_video_writer() -> None:
+    """Writing videos needs PyAV: say so before any model is loaded, not after sampling."""
+    if not discard_video() and importlib.util.find_spec("av") is None:
+        raise RuntimeError(
+            "PyAV (the av package) is not installed, and it writes video.mp4: pip install av. To time a run "
+            f"on a machine without it, set {DISCARD_VIDEO_ENV}=1 (frames are decoded and dropped)"
+        )
+
+
+def use_cuda_graphs(models: PipelineModels, cfg: JobConfig) -> bool:
+    """Sets ``models.velocity`` to a ``GraphedModel`` of the DiT when ``eval.cuda_graphs`` says so for this
+    device and layout (see ``cuda_graphs_enabled``); returns whether it did."""
+    p = cfg.parallelism
+    sharded = p.tp_sharding > 1 or p.dp_sharding > 1
+    if not cuda_graphs_enabled(cfg.eval.cuda_graphs, models.device, sharded):
+        models.velocity = None
+        return False
+    models.velocity = GraphedModel(models.dit, cuda_graph_recorder(), models.device)
+    return True
 
 
 @dataclass
@@ -73,14 +108,15 @@ def initial_latents(models: PipelineModels, cfg: JobConfig, job: VideoJob):
 
 
 def _velocity_model(models: PipelineModels, cfg: JobConfig):
-    """The DiT, or one guidance branch per rank when the mesh has a cfg dimension."""
+    """The DiT (or its GraphedModel), run as one guidance branch per rank when the mesh has a cfg dimension."""
+    model = models.velocity if models.velocity is not None else models.dit
     if models.mesh is not None:
         from .parallel import CfgParallel, submesh
 
         cfg_mesh = submesh(models.mesh, "cfg")
         if cfg_mesh is not None:
-            return CfgParallel(models.dit, cfg_mesh), True
-    return models.dit, cfg.eval.cfg_batch
+            return CfgParallel(model, cfg_mesh), True
+    return model, cfg.eval.cfg_batch
 
 
 def denoise(models: PipelineModels, cfg: JobConfig, job: VideoJob, text, noise, generator, emit: Emit):
@@ -117,15 +153,18 @@ def denoise(models: PipelineModels, cfg: JobConfig, job: VideoJob, text, noise, 
 def decode_to_mp4(
     models: PipelineModels, cfg: JobConfig, job: VideoJob, latents, run: RunDirectory, emit: Emit
 ):
-    """Step 5: the VAE, window by window, each window's frames appended to the mp4 at once."""
+    """Step 5: the VAE, window by window, each window's frames appended to the mp4 at once (or dropped,
+    see ``discard_video``). Returns the number of frames."""
     ev = cfg.eval
     z = latents.to(models.text_dtype).permute(0, 2, 1, 3, 4)
     total = len(latent_windows(job.frames))
     window_times: list[float] = []
+    frame_count = 0
     started = window_started = time.perf_counter()
-    with Mp4Writer(run.video_file(job.index), ev.sampling_fps, ev.image_width, ev.image_height) as writer:
+    with _video_writer(run.video_file(job.index), ev) as write:
         for i, frames in enumerate(models.vae.decode_stream(z, latent_scale=ev.vae_scale_factor)):
-            writer.write(frames_to_uint8(frames))
+            write(frames)
+            frame_count += int(frames.shape[2])
             window_times.append(round(time.perf_counter() - window_started, 4))
             elapsed = round(time.perf_counter() - started, 3)
             emit(
@@ -137,11 +176,23 @@ def decode_to_mp4(
                 elapsed=elapsed,
             )
             window_started = time.perf_counter()
-        frame_count = writer.frames
     job.timings.update(
         decode_seconds=round(time.perf_counter() - started, 3), seconds_per_window=window_times
     )
     return frame_count
+
+
+@contextlib.contextmanager
+def _video_writer(path, ev) -> Iterator[Callable[[torch.Tensor], None]]:
+    """``write(frames (1, 3, f, H, W) in [-1, 1])`` appending to the mp4 at ``path`` (finished on leaving),
+    or, with ``discard_video()``, copying them to the host and dropping them."""
+    if discard_video():
+        yield lambda frames: frames.cpu()
+        return
+    from .video_io import Mp4Writer, frames_to_uint8
+
+    with Mp4Writer(path, ev.sampling_fps, ev.image_width, ev.image_height) as writer:
+        yield lambda frames: writer.write(frames_to_uint8(frames))
 
 
 def write_meta(
@@ -207,6 +258,13 @@ def generate_video(models, cfg, video, index, run: RunDirectory, emit: Emit, *, 
         return None
     frame_count = decode_to_mp4(models, cfg, job, latents, run, emit)
     job.timings["total_seconds"] = round(time.perf_counter() - started, 3)
+    if discard_video():
+        message = (
+            f"{frame_count} frames decoded and dropped ({DISCARD_VIDEO_ENV}=1): no video.mp4, no meta.json"
+        )
+        emit("warning", message=message, path=f"video[{index}]")
+        emit("video.finished", video=index, seconds=job.timings["total_seconds"])
+        return None
     meta = write_meta(models, cfg, job, frame_count, run, emit)
     emit("video.finished", video=index, seconds=job.timings["total_seconds"])
     return meta

@@ -81,12 +81,17 @@ def sample_videos(ctx: RunContext, cfg) -> None:
     """The body of a sampling run (inside run_entry, which turns failures into error events)."""
     from .distributed import distributed_session, max_over_ranks
     from .loading import check_fits, load_models, resolve_device
-    from .pipeline import generate_video
+    from .pipeline import check_video_writer, generate_video, use_cuda_graphs
+    from .sampling.graphs import cuda_graphs_enabled
 
     started = time.perf_counter()
     ranks = VideoRanks(ctx.topology, cfg.parallelism.tp_sharding * cfg.parallelism.cfg_parallel)
     videos = _storyboards(ctx, cfg)
     device = resolve_device(cfg.job.device, ctx.topology.local_rank)
+    p = cfg.parallelism
+    cuda_graphs_enabled(cfg.eval.cuda_graphs, device, p.tp_sharding > 1 or p.dp_sharding > 1)  # CONFIG first
+    if ranks.writes:
+        check_video_writer()
 
     def emit_video(type: str, **fields) -> None:
         if ranks.writes:
@@ -108,6 +113,7 @@ def sample_videos(ctx: RunContext, cfg) -> None:
         if rounds:
             models = load_models(cfg, device, ctx.emit_run, mesh=mesh)
             check_fits(models, cfg)
+            use_cuda_graphs(models, cfg)
             for i in todo:
                 generate_video(models, cfg, videos[i], i, ctx.run, emit_video, write=ranks.writes)
             # FSDP ranks sample different videos but gather each layer's weights together: a rank with

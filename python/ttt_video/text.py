@@ -1,11 +1,15 @@
 """T5 text encoding with the scene-boundary tokens (spec 3).
 
-`TextEncoder.from_pretrained(bundle)` loads `bundle/tokenizer` (SentencePiece T5 tokenizer) and
-`bundle/text_encoder` (transformers `T5EncoderModel`, safetensors) from local files only, adds
+`TextEncoder.from_pretrained(bundle)` loads `bundle/tokenizer` (T5's SentencePiece model, spiece.model)
+and `bundle/text_encoder` (a transformers `T5EncoderModel` folder, safetensors) from local files only, adds
 `<end_scene>` and `<start_scene>` as special tokens and resizes the embedding matrix to the tokenizer's
 length exactly as the reference does. For T5-XXL (32000 pieces + 100 `<extra_id_*>`, 32128 embedding
 rows) that gives ids 32100 / 32101 and *shrinks* the matrix to 32102 rows, so the two new tokens use the
 existing rows 32100 / 32101: deterministic, nothing is initialised.
+
+Neither half imports transformers (2.5 s to import, most of the CPU demo's start-up): the tokenizer is
+`ttt_video.t5_tokenizer` on sentencepiece, the encoder `ttt_video.t5` (in float32 bit for bit transformers'
+T5 with eager attention; tests check both against transformers).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .t5 import T5Encoder, load_t5_encoder
+from .t5_tokenizer import SentencePieceT5Tokenizer
 from .weights.errors import WeightsError
 from .weights.safetensors_io import read_header, read_json
 
@@ -23,8 +29,6 @@ END_SCENE_TOKEN = "<end_scene>"
 START_SCENE_TOKEN = "<start_scene>"
 # Order matters: the reference adds them in this order, so <end_scene> gets the lower id.
 SCENE_TOKENS = (END_SCENE_TOKEN, START_SCENE_TOKEN)
-PAD_TOKEN_ID = 0
-EOS_TOKEN_ID = 1
 
 
 class TextEncoderError(WeightsError):
@@ -38,7 +42,7 @@ class TextEncoder:
     gets no attention mask (padding is attended), as in CogVideoX and the reference.
     """
 
-    def __init__(self, tokenizer, model, dtype: torch.dtype) -> None:
+    def __init__(self, tokenizer: SentencePieceT5Tokenizer, model: T5Encoder, dtype: torch.dtype) -> None:
         self.tokenizer = tokenizer
         self.model = model
         self.dtype = dtype
@@ -54,8 +58,8 @@ class TextEncoder:
         tokenizer_dir, encoder_dir = bundle / "tokenizer", bundle / "text_encoder"
         _check_folders(tokenizer_dir, encoder_dir)
         tokenizer = _load_tokenizer(tokenizer_dir)
-        model = _load_encoder(encoder_dir, dtype)
-        rows = model.get_input_embeddings().weight.shape[0]
+        model = load_t5_encoder(encoder_dir, dtype)
+        rows = model.shared.weight.shape[0]
         if rows < len(tokenizer):
             raise TextEncoderError(
                 f"{encoder_dir}: the embedding has {rows} rows but the tokenizer with the scene tokens has "
@@ -64,54 +68,48 @@ class TextEncoder:
                 "text_encoder/ belong together."
             )
         # As the reference: shrink to len(tokenizer), so the scene tokens keep the existing rows.
-        model.resize_token_embeddings(len(tokenizer))
-        model.to(device=device, dtype=dtype)
-        model.requires_grad_(False)
-        model.eval()
-        return cls(tokenizer, model, dtype)
+        model.shrink_vocabulary(len(tokenizer))
+        return cls(tokenizer, model.to(device=device), dtype)
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.model.shared.weight.device
+
+    @property
+    def width(self) -> int:
+        """The hidden size D of the encoder (4096 for T5-XXL)."""
+        return self.model.config.d_model
 
     @property
     def scene_token_ids(self) -> dict[str, int]:
-        return {token: self.tokenizer.convert_tokens_to_ids(token) for token in SCENE_TOKENS}
+        return {token: self.tokenizer.special[token] for token in SCENE_TOKENS}
 
     def tokenize(self, prompts: Sequence[str], max_length: int) -> Tensor:
         """Token ids `(n, max_length)` (int64, CPU): truncated, `</s>` appended, padded with 0."""
         prompts = _check_prompts(prompts)
         if not isinstance(max_length, int) or max_length < 1:
             raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        batch = self.tokenizer(
-            prompts,
-            truncation=True,
-            max_length=max_length,
-            padding="max_length",
-            add_special_tokens=True,
-            return_attention_mask=False,
-            return_tensors="pt",
-        )
-        return batch["input_ids"].to(torch.long)
+        t = self.tokenizer
+        rows = [[*t.encode(p)[: max_length - 1], t.eos_id] for p in prompts]
+        return torch.tensor([row + [t.pad_id] * (max_length - len(row)) for row in rows], dtype=torch.long)
 
     def token_counts(self, prompts: Sequence[str]) -> list[int]:
         """Tokens of each prompt before truncation, `</s>` included (more than L means T5 sees a cut)."""
-        batch = self.tokenizer(_check_prompts(prompts), add_special_tokens=True, return_attention_mask=False)
-        return [len(ids) for ids in batch["input_ids"]]
+        return [len(self.tokenizer.encode(p)) + 1 for p in _check_prompts(prompts)]
 
     def encode(self, prompts: Sequence[str], max_length: int) -> Tensor:
         """Hidden states `(n, max_length, d_model)` in `self.dtype` on the encoder's device."""
         ids = self.tokenize(prompts, max_length).to(self.device)
         with torch.no_grad():
-            hidden = self.model(input_ids=ids).last_hidden_state
+            hidden = self.model(ids)
         return hidden.to(self.dtype)
 
 
 def _check_folders(tokenizer_dir: Path, encoder_dir: Path) -> None:
     """The files are there and readable: config.json is JSON, every safetensors header is whole."""
-    if not (tokenizer_dir / "spiece.model").is_file() and not (tokenizer_dir / "tokenizer.json").is_file():
+    if not (tokenizer_dir / "spiece.model").is_file():
         raise TextEncoderError(
-            f"{tokenizer_dir}: no T5 tokenizer here (expected spiece.model or tokenizer.json, as in "
+            f"{tokenizer_dir}: no T5 tokenizer here (expected spiece.model, the SentencePiece model of "
             "<CogVideoX-5b snapshot>/tokenizer)"
         )
     read_json(encoder_dir / "config.json", "the T5 encoder's config.json")
@@ -125,34 +123,25 @@ def _check_folders(tokenizer_dir: Path, encoder_dir: Path) -> None:
         read_header(file)
 
 
-def _load_tokenizer(tokenizer_dir: Path):
-    from transformers import T5Tokenizer
-
+def _load_tokenizer(tokenizer_dir: Path) -> SentencePieceT5Tokenizer:
+    model_file = tokenizer_dir / "spiece.model"
+    config_file = tokenizer_dir / "tokenizer_config.json"
+    config = read_json(config_file, "the tokenizer's config") if config_file.is_file() else {}
     try:
-        tokenizer = T5Tokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-    except Exception as e:  # a damaged model file fails in several libraries, with their own messages
+        tokenizer = SentencePieceT5Tokenizer(model_file, extra_ids=int(config.get("extra_ids", 100)))
+    except (OSError, RuntimeError) as e:  # sentencepiece raises RuntimeError (or OSError) for a bad file
         raise TextEncoderError(
-            f"{tokenizer_dir / 'spiece.model'}: not a readable SentencePiece model ({type(e).__name__}: "
+            f"{model_file}: not a readable SentencePiece model ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); copy tokenizer/ from the CogVideoX-5b snapshot again"
         ) from None
-    tokenizer.padding_side = "right"
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SCENE_TOKENS)})
-    _check_scene_tokens(tokenizer, tokenizer_dir)
-    return tokenizer
-
-
-def _load_encoder(encoder_dir: Path, dtype: torch.dtype):
-    from transformers import T5EncoderModel
-
-    try:
-        return T5EncoderModel.from_pretrained(
-            str(encoder_dir), dtype=dtype, local_files_only=True, use_safetensors=True
-        )
-    except Exception as e:
+    taken = [token for token in SCENE_TOKENS if token in tokenizer.special or tokenizer.is_piece(token)]
+    if taken:
         raise TextEncoderError(
-            f"{encoder_dir}: the T5 encoder does not load ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-            "copy text_encoder/ from the CogVideoX-5b snapshot again"
-        ) from None
+            f"{tokenizer_dir}: the scene tokens {taken} are already in this tokenizer's vocabulary, so they would "
+            "not get the two new ids the model was trained with; use CogVideoX-5b's tokenizer/"
+        )
+    tokenizer.add_special_tokens(SCENE_TOKENS)
+    return tokenizer
 
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
@@ -165,19 +154,3 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
     if wrong:
         raise TypeError(f"prompts must all be strings; items {wrong} are not")
     return prompts
-
-
-def _check_scene_tokens(tokenizer, tokenizer_dir: Path) -> None:
-    """Each scene token must map to one dedicated id and survive tokenisation as a single token."""
-    ids = [tokenizer.convert_tokens_to_ids(token) for token in SCENE_TOKENS]
-    if tokenizer.unk_token_id in ids or len(set(ids)) != len(ids) or ids[1] != ids[0] + 1:
-        raise TextEncoderError(
-            f"{tokenizer_dir}: the scene tokens {SCENE_TOKENS} did not get two new ids ({ids})"
-        )
-    for token, token_id in zip(SCENE_TOKENS, ids, strict=True):
-        pieces = tokenizer(f"a{token}b", add_special_tokens=False)["input_ids"]
-        if pieces.count(token_id) != 1:
-            raise TextEncoderError(
-                f"{tokenizer_dir}: {token!r} is not kept as one special token by this tokenizer "
-                f"(tokenised 'a{token}b' as {pieces})"
-            )

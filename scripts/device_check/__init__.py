@@ -1,0 +1,1 @@
+"""scripts/device-check: one prepared check of the product on a CUDA GPU (see that script)."""
