@@ -9,11 +9,12 @@
 //   node scripts/generate-api-types.mjs           write them
 //   node scripts/generate-api-types.mjs --check   exit 1 when a committed file differs (stale)
 import { execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import openapiTS, { astToString } from 'openapi-typescript'
 import { tsImport } from 'tsx/esm/api'
 import { parse } from 'yaml'
+import { writeOrCheck } from './generated-files.mjs'
 
 const root = new URL('../', import.meta.url)
 const HEADER =
@@ -44,22 +45,11 @@ async function render() {
 }
 
 const check = process.argv.includes('--check')
-const files = await render()
-let stale = 0
-for (const [path, text] of Object.entries(files)) {
-  const file = new URL(path, root)
-  let current = null
-  try {
-    current = readFileSync(file, 'utf8')
-  } catch {}
-  if (current === text) continue
-  if (check) {
-    console.error(`${path} is not up to date with openapi.yaml and the zod schemas; run: npm run api:types`)
-    stale++
-  } else {
-    writeFileSync(file, text)
-    console.log(`wrote ${path}`)
-  }
-}
+const stale = writeOrCheck(
+  fileURLToPath(root),
+  await render(),
+  check,
+  (path) => `${path} is not up to date with openapi.yaml and the zod schemas; run: npm run api:types`,
+)
 if (check && stale > 0) process.exit(1)
 if (check) console.log('generated API files are up to date')

@@ -29,36 +29,35 @@ export class TttVideoError extends Error {
   }
 }
 
-/** A configuration that cannot be used: bad TOML, unknown or mistyped fields, broken cross-field rules. */
-export class ConfigError extends TttVideoError {
+/** An input that cannot be used: the issues say where (field paths, lines) and what to do. */
+abstract class InputError extends TttVideoError {
   readonly file: string | undefined
   readonly issues: InputIssue[]
-  constructor(issues: InputIssue[], file?: string) {
-    super('CONFIG', formatIssues(file, issues))
+  constructor(code: string, issues: InputIssue[], file?: string) {
+    super(code, formatIssues(file, issues))
     this.file = file
     this.issues = issues
+  }
+}
+
+/** A configuration that cannot be used: bad TOML, unknown or mistyped fields, broken cross-field rules. */
+export class ConfigError extends InputError {
+  constructor(issues: InputIssue[], file?: string) {
+    super('CONFIG', issues, file)
   }
 }
 
 /** A storyboard that cannot be used: bad JSON, unknown keys, empty text, a wrong number of segments. */
-export class StoryboardError extends TttVideoError {
-  readonly file: string | undefined
-  readonly issues: InputIssue[]
+export class StoryboardError extends InputError {
   constructor(issues: InputIssue[], file?: string) {
-    super('STORYBOARD', formatIssues(file, issues))
-    this.file = file
-    this.issues = issues
+    super('STORYBOARD', issues, file)
   }
 }
 
 /** Training data that cannot be used: bad annotation lines, unreadable clips, a broken dataset folder. */
-export class DataError extends TttVideoError {
-  readonly file: string | undefined
-  readonly issues: InputIssue[]
+export class DataError extends InputError {
   constructor(issues: InputIssue[], file?: string) {
-    super('DATA', formatIssues(file, issues))
-    this.file = file
-    this.issues = issues
+    super('DATA', issues, file)
   }
 }
 

@@ -1,8 +1,10 @@
 import json
 import os
+import pickle
 from pathlib import Path
 
 import pytest
+import tomli_w
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +29,25 @@ def read_cases(name: str) -> list[dict]:
     """A bad-input corpus of test/vectors: one case a line, each with the expected error code and field."""
     text = (ROOT / "test" / "vectors" / name).read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_config(run: Path, config: dict[str, dict], **overrides: dict) -> None:
+    """Writes ``config`` (sections of fields), each section of ``overrides`` merged in, as run/config.toml."""
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    (run / "config.toml").write_text(tomli_w.dumps(config))
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if anything unpickles: torch.load, pickle.load and pickle.loads raise."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("something unpickled during the test")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
 
 
 @pytest.fixture(scope="session")

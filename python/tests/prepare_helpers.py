@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from conftest import ROOT
+from conftest import ROOT, write_config
 
 from ttt_video.__main__ import main
 from ttt_video.contracts.events import check_event
@@ -21,14 +21,7 @@ def make_run(tmp_path: Path, bundle: Path, **overrides) -> Path:
     run.mkdir()
     config = tomllib.loads((ROOT / "configs" / "eval" / "tiny" / "3s.toml").read_text())
     config["checkpoint"] = {"model_dir": str(bundle)}
-    for section, values in overrides.items():
-        config.setdefault(section, {}).update(values)
-    (run / "config.toml").write_text(
-        "".join(
-            f"[{s}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()) + "\n"
-            for s, values in config.items()
-        )
-    )
+    write_config(run, config, **overrides)
     return run
 
 

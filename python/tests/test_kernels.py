@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ttt_helpers import init_so_every_parameter_matters
 
 from ttt_video.kernels import select as kernel_select
 from ttt_video.kernels import select_ttt_kernel, triton_import_error, ttt_scan_triton
@@ -18,7 +19,6 @@ from ttt_video.models import (
     SequenceLayout,
     TTTLinear,
     build_ttt_pass_plan,
-    init_ttt_parameters,
     ttt_linear_step,
     ttt_mlp_step,
     ttt_scan,
@@ -138,13 +138,7 @@ def ttt_layer(mlp: bool, dtype: torch.dtype):
     torch.manual_seed(0)
     cls = TTTMLP if mlp else TTTLinear
     ttt = cls(32, 2, mini_batch_size=12, base_lr=1.0)
-    init_ttt_parameters(ttt, seed=3)
-    with torch.no_grad():  # make every parameter matter
-        ttt.learnable_ttt_lr_bias.uniform_(-1, 1)
-        ttt.ttt_norm_weight.uniform_(0.5, 1.5)
-        ttt.ttt_norm_bias.uniform_(-0.5, 0.5)
-        ttt.b1.uniform_(-0.5, 0.5)
-        ttt.W1.mul_(10)
+    init_so_every_parameter_matters(ttt)
     return ttt.to(DEVICE, dtype)
 
 

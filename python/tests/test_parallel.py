@@ -291,6 +291,17 @@ SAMPLER_VIDEOS = [[{"text": "A puppy chases bubbles."}]]
 SAMPLER_EVAL = {"num_denoising_steps": 2, "cfg_batch": False}
 
 
+def parallel_sampler_video(
+    tmp_path: Path, bundle: Path, nproc: int, **parallelism
+) -> tuple[Path, np.ndarray]:
+    """The run directory and the frames of the one video of ``nproc`` sampler processes with ``parallelism``."""
+    from test_pipeline import make_run, read_frames
+
+    run = make_run(tmp_path, bundle, "3s", SAMPLER_VIDEOS, eval=SAMPLER_EVAL, parallelism=parallelism)
+    sampler_run(run, nproc)
+    return run, read_frames(run / "video-0" / "video.mp4")[0]
+
+
 @pytest.fixture(scope="module")
 def single_process_video(tmp_path_factory, tiny_bundle) -> np.ndarray:
     from test_pipeline import make_run, read_frames, sample
@@ -304,18 +315,9 @@ def single_process_video(tmp_path_factory, tiny_bundle) -> np.ndarray:
 def test_cfg_parallel_sampler_frames_are_identical(tmp_path, tiny_bundle, single_process_video):
     """cfg_parallel 2 x dp_sharding 2 (FSDP), one video: the CFG pair of ranks 0-1 samples it, ranks 2-3
     (the other FSDP shard) run a stand-in round in lockstep and write nothing."""
-    from test_pipeline import check_event_schema, events_of, make_run, read_frames
+    from test_pipeline import check_event_schema, events_of
 
-    parallel = make_run(
-        tmp_path,
-        tiny_bundle,
-        "3s",
-        SAMPLER_VIDEOS,
-        eval=SAMPLER_EVAL,
-        parallelism={"dp_sharding": 2, "cfg_parallel": 2},
-    )
-    sampler_run(parallel, 4)
-    frames, _ = read_frames(parallel / "video-0" / "video.mp4")
+    parallel, frames = parallel_sampler_video(tmp_path, tiny_bundle, 4, dp_sharding=2, cfg_parallel=2)
     assert np.array_equal(frames, single_process_video)
     events = events_of(parallel)
     check_event_schema(events)
@@ -325,18 +327,9 @@ def test_cfg_parallel_sampler_frames_are_identical(tmp_path, tiny_bundle, single
 
 
 def test_tensor_parallel_sampler_frames_match(tmp_path, tiny_bundle, single_process_video):
-    from test_pipeline import events_of, make_run, read_frames
+    from test_pipeline import events_of
 
-    parallel = make_run(
-        tmp_path,
-        tiny_bundle,
-        "3s",
-        SAMPLER_VIDEOS,
-        eval=SAMPLER_EVAL,
-        parallelism={"dp_sharding": 1, "tp_sharding": 2},
-    )
-    sampler_run(parallel, 2)
-    frames, _ = read_frames(parallel / "video-0" / "video.mp4")
+    parallel, frames = parallel_sampler_video(tmp_path, tiny_bundle, 2, dp_sharding=1, tp_sharding=2)
     # TP sums a few dot products in another order (the TTT learning-rate projection of one head per
     # rank): the latents differ by ~1e-6, which flips a few uint8 values, and H.264's prediction spreads
     # the flips over their blocks (measured: mean |diff| 0.04, PSNR 55 dB; two different videos differ

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import psutil
 import pytest
-from conftest import ROOT
+from conftest import ROOT, write_config
 
 from ttt_video.__main__ import main
 from ttt_video.contracts.events import check_event
@@ -25,13 +25,7 @@ def make_run(tmp_path: Path, bundle: Path, length: str, videos: list, **override
     run.mkdir()
     config = tomllib.loads((ROOT / "configs" / "eval" / "tiny" / f"{length}.toml").read_text())
     config["checkpoint"] = {"model_dir": str(bundle)}
-    for section, values in overrides.items():
-        config.setdefault(section, {}).update(values)
-    text = "".join(
-        f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()) + "\n"
-        for section, values in config.items()
-    )
-    (run / "config.toml").write_text(text)
+    write_config(run, config, **overrides)
     (run / "storyboards.jsonl").write_text("".join(json.dumps(v) + "\n" for v in videos))
     return run
 

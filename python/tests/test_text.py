@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -165,13 +164,8 @@ def test_bf16_is_the_default_and_every_weight_is_bf16(bundle: Path) -> None:
     assert torch.isfinite(hidden.float()).all()
 
 
-def test_loading_unpickles_nothing(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("unpickling while loading the text encoder")
-
-    monkeypatch.setattr(torch, "load", refuse)
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
+@pytest.mark.usefixtures("no_unpickling")
+def test_loading_unpickles_nothing(bundle: Path) -> None:
     TextEncoder.from_pretrained(bundle, dtype=torch.float32).encode(["a mouse"], 8)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_config
 from safetensors.torch import save_file
 
 from ttt_video.__main__ import main
@@ -90,13 +91,7 @@ def write_run(run: Path, bundle: Path, dataset: Path, **sections) -> Path:
         "parallelism": {"fsdp_unsharded_dtype": "float32", "dp_sharding": 1},
         "remat": {"scan_checkpoint_group_size": 2},
     }  # fmt: skip
-    for section, values in sections.items():
-        config.setdefault(section, {}).update(values)
-    text = "".join(
-        f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()) + "\n"
-        for section, values in config.items()
-    )
-    (run / "config.toml").write_text(text)
+    write_config(run, config, **sections)
     return run
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from ttt_helpers import init_so_every_parameter_matters
 
 from ttt_video.models import (
     TTTMLP,
@@ -19,7 +20,7 @@ from ttt_video.models import (
     ttt_mlp_step,
     ttt_scan,
 )
-from ttt_video.models.ttt import TTTSequenceMixer, init_ttt_parameters
+from ttt_video.models.ttt import TTTSequenceMixer
 from ttt_video.models.ttt_scan import gelu_tanh_derivative
 
 EPS = 1e-6
@@ -338,13 +339,8 @@ def test_ttt_layer_equals_independent_implementation(mlp, pairing):
     dim, heads = 64, 2
     cls = TTTMLP if mlp else TTTLinear
     ttt = cls(dim, heads, mini_batch_size=cs, base_lr=1.0).double()
-    init_ttt_parameters(ttt, seed=3)
-    with torch.no_grad():  # make every parameter matter
-        ttt.learnable_ttt_lr_bias.uniform_(-1, 1)
-        ttt.ttt_norm_weight.uniform_(0.5, 1.5)
-        ttt.ttt_norm_bias.uniform_(-0.5, 0.5)
-        ttt.b1.uniform_(-0.5, 0.5)
-        ttt.W1.mul_(10)
+    init_so_every_parameter_matters(ttt)
+    with torch.no_grad():
         ttt.post_norm.weight.uniform_(0.5, 1.5)
     mixer = TTTSequenceMixer(ttt)
     x = torch.randn(2, N, dim, dtype=torch.float64)

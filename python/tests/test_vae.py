@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
+from vae_helpers import WEIGHTS, PerFrameGroupNorm, edited_folder
 
 from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG, diffusers_vae_parameter_shapes, make_tiny_vae
 from ttt_video.vae import (
@@ -28,8 +28,6 @@ from ttt_video.vae import (
 from ttt_video.vae import layers as vae_layers
 from ttt_video.vae.layers import CausalConv3d, SpatialNorm3D
 from ttt_video.weights.errors import WeightsMissingError
-
-WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -138,19 +136,6 @@ def test_earlier_frames_do_not_depend_on_later_latents(vae: CogVideoXVAE) -> Non
     assert not torch.allclose(other[:, :, 33:], full[:, :, 33:])
 
 
-class PerFrameGroupNorm(nn.Module):
-    """GroupNorm with statistics per frame instead of per window (test-only replacement)."""
-
-    def __init__(self, norm: nn.GroupNorm) -> None:
-        super().__init__()
-        self.norm = norm
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, t, h, w = x.shape
-        y = self.norm(x.transpose(1, 2).reshape(b * t, c, h, w))
-        return y.reshape(b, t, c, h, w).transpose(1, 2)
-
-
 def test_windowed_decode_equals_one_pass_except_for_groupnorm(vae_dir: Path) -> None:
     """The caches make windows equivalent to one pass; only GroupNorm's per-window statistics differ.
 
@@ -232,23 +217,23 @@ def test_loads_bundle_root_and_reads_config(vae_dir: Path) -> None:
 
 
 def test_encoder_keys_are_optional_and_ignored(vae_dir: Path, vae: CogVideoXVAE, tmp_path: Path) -> None:
-    folder = copy_folder(vae_dir, tmp_path / "vae")
-    tensors = load_file(folder / WEIGHTS)
-    decoder_only = {k: v for k, v in tensors.items() if k.startswith("decoder.")}
-    decoder_only["some_other_module.weight"] = torch.zeros(2)
-    save_file(decoder_only, folder / WEIGHTS)
+    def edit(tensors: dict[str, Tensor]) -> None:
+        for key in [k for k in tensors if not k.startswith("decoder.")]:
+            del tensors[key]
+        tensors["some_other_module.weight"] = torch.zeros(2)
+
+    folder = edited_folder(vae_dir, tmp_path, edit)
     z = latents(3)
     torch.testing.assert_close(CogVideoXVAE.from_pretrained(folder).decode(z), vae.decode(z))
 
 
 def test_missing_decoder_keys_are_listed(vae_dir: Path, tmp_path: Path) -> None:
-    folder = copy_folder(vae_dir, tmp_path / "vae")
-    tensors = load_file(folder / WEIGHTS)
-    del tensors["decoder.conv_out.conv.weight"]
-    del tensors["decoder.up_blocks.3.resnets.0.conv_shortcut.bias"]
-    save_file(tensors, folder / WEIGHTS)
+    def edit(tensors: dict[str, Tensor]) -> None:
+        del tensors["decoder.conv_out.conv.weight"]
+        del tensors["decoder.up_blocks.3.resnets.0.conv_shortcut.bias"]
+
     with pytest.raises(VAEWeightsError) as error:
-        CogVideoXVAE.from_pretrained(folder)
+        CogVideoXVAE.from_pretrained(edited_folder(vae_dir, tmp_path, edit))
     message = str(error.value)
     assert "2 missing" in message
     assert "decoder.conv_out.conv.weight" in message
@@ -256,13 +241,12 @@ def test_missing_decoder_keys_are_listed(vae_dir: Path, tmp_path: Path) -> None:
 
 
 def test_misshapen_and_unexpected_decoder_keys_are_listed(vae_dir: Path, tmp_path: Path) -> None:
-    folder = copy_folder(vae_dir, tmp_path / "vae")
-    tensors = load_file(folder / WEIGHTS)
-    tensors["decoder.conv_in.conv.weight"] = torch.zeros(16, 16, 1, 3, 3)
-    tensors["decoder.mid_block.resnets.2.conv1.conv.weight"] = torch.zeros(1)
-    save_file(tensors, folder / WEIGHTS)
+    def edit(tensors: dict[str, Tensor]) -> None:
+        tensors["decoder.conv_in.conv.weight"] = torch.zeros(16, 16, 1, 3, 3)
+        tensors["decoder.mid_block.resnets.2.conv1.conv.weight"] = torch.zeros(1)
+
     with pytest.raises(VAEWeightsError) as error:
-        CogVideoXVAE.from_pretrained(folder)
+        CogVideoXVAE.from_pretrained(edited_folder(vae_dir, tmp_path, edit))
     message = str(error.value)
     assert "decoder.conv_in.conv.weight (expected (16, 16, 3, 3, 3), found (16, 16, 1, 3, 3))" in message
     assert "1 unexpected: decoder.mid_block.resnets.2.conv1.conv.weight" in message
@@ -306,13 +290,8 @@ def test_pickle_files_are_refused(vae_dir: Path, tmp_path: Path) -> None:
         CogVideoXVAE.from_pretrained(folder)
 
 
-def test_from_pretrained_unpickles_nothing(vae_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("unpickling during from_pretrained")
-
-    monkeypatch.setattr(torch, "load", refuse)
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
+@pytest.mark.usefixtures("no_unpickling")
+def test_from_pretrained_unpickles_nothing(vae_dir: Path) -> None:
     CogVideoXVAE.from_pretrained(vae_dir).decode(latents(3))
 
 

@@ -4,14 +4,14 @@ the moments sampler, SAT checkpoints, and the oneDNN route for CPU convolutions.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
+from vae_helpers import WEIGHTS, PerFrameGroupNorm, edited_folder
 
 from ttt_video.demo.tiny_parts import TINY_VAE_CONFIG, diffusers_vae_parameter_shapes, make_tiny_vae
 from ttt_video.vae import (
@@ -30,7 +30,6 @@ from ttt_video.vae import (
     split_moments,
 )
 
-WEIGHTS = "diffusion_pytorch_model.safetensors"
 BOTH = ("encoder", "decoder")
 
 
@@ -193,17 +192,6 @@ def test_windows_by_hand_with_the_cache_equal_encode(vae: CogVideoXVAE) -> None:
     assert torch.equal(vae.encode(x[:, :, :33]), moments[:, :, :9])
 
 
-class PerFrameGroupNorm(nn.Module):
-    def __init__(self, norm: nn.GroupNorm) -> None:
-        super().__init__()
-        self.norm = norm
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, t, h, w = x.shape
-        y = self.norm(x.transpose(1, 2).reshape(b * t, c, h, w))
-        return y.reshape(b, t, c, h, w).transpose(1, 2)
-
-
 def test_window_size_matters_only_through_groupnorm(vae_dir: Path) -> None:
     model = CogVideoXVAE.from_pretrained(vae_dir, parts=("encoder",))
     x = clip(49)
@@ -236,15 +224,6 @@ def test_parts_load_only_their_keys(vae_dir: Path, vae: CogVideoXVAE) -> None:
     x = clip(5)
     assert torch.equal(both.encode(x), vae.encode(x))
     assert both.decode(torch.zeros(1, 16, 2, 2, 3)).shape == (1, 3, 8, 16, 24)
-
-
-def edited_folder(vae_dir: Path, tmp_path: Path, edit) -> Path:
-    folder = tmp_path / "vae"
-    shutil.copytree(vae_dir, folder)
-    tensors = load_file(folder / WEIGHTS)
-    edit(tensors)
-    save_file(tensors, folder / WEIGHTS)
-    return folder
 
 
 def test_missing_misshapen_and_unexpected_encoder_keys_are_named(vae_dir: Path, tmp_path: Path) -> None:

@@ -121,3 +121,36 @@ export function slurmFlags(values: Flags): SlurmOptions | undefined {
     ...(values['slurm-option'] ? { extra: values['slurm-option'] as string[] } : {}),
   }
 }
+
+/** The flags every launched job shares (generate, train, prepare). */
+export const JOB_FLAGS = {
+  config: { type: 'string' },
+  preset: { type: 'string' },
+  set: { type: 'string', multiple: true },
+  ...LAYOUT_FLAGS,
+  ...SLURM_FLAGS,
+  'run-dir': { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const
+
+/** The options of JOB_FLAGS; `Preset` is the command's preset names (the runs check them). */
+export function jobFlags<Preset extends string>(
+  values: Flags,
+): ProcessLayout & {
+  slurm?: SlurmOptions
+  config?: string
+  preset?: Preset
+  runDir?: string
+  set: string[]
+} {
+  const slurm = slurmFlags(values)
+  return {
+    ...(slurm ? { slurm } : {}),
+    ...(values.config ? { config: values.config as string } : {}),
+    ...(values.preset ? { preset: values.preset as Preset } : {}),
+    ...(values['run-dir'] ? { runDir: values['run-dir'] as string } : {}),
+    set: (values.set as string[] | undefined) ?? [],
+    ...layoutFlags(values),
+  }
+}

@@ -1,6 +1,6 @@
 import { CancelledError } from '../errors.js'
-import type { Run } from '../launch/run.js'
-import { err, out } from './flags.js'
+import type { LogLine, Run } from '../launch/run.js'
+import { cancellation, err, type Flags, out } from './flags.js'
 import { ProgressDisplay } from './progress.js'
 
 /**
@@ -32,5 +32,26 @@ export async function followRun<R>(
     if (options.json) out(JSON.stringify({ type: 'error', code: e.code, message: e.message }))
     else err(e.message)
     return options.cancelled()
+  }
+}
+
+/**
+ * Starts a run and follows it as the CLI does: Ctrl-C, SIGTERM and SIGHUP cancel it, --verbose prints its
+ * log lines, --json prints its events. `start` passes `hooks` on to the run's options.
+ */
+export async function startAndFollow<R>(
+  values: Flags,
+  start: (hooks: { signal: AbortSignal; onLog: (log: LogLine) => void }) => Promise<Run<R>>,
+  describe: (result: R) => string[] | object,
+): Promise<number> {
+  const cancel = cancellation()
+  try {
+    const run = await start({
+      signal: cancel.signal,
+      onLog: ({ line }) => values.verbose === true && err(`  | ${line}`),
+    })
+    return await followRun(run, { json: values.json === true, cancelled: cancel.exitCode, describe })
+  } finally {
+    cancel.dispose()
   }
 }

@@ -1,8 +1,7 @@
-import { readFileSync, statSync } from 'node:fs'
 import { extname } from 'node:path'
 import { visit } from 'jsonc-parser'
 import { type InputIssue, StoryboardError } from '../errors.js'
-import { decodeUtf8, lineColumn } from './text.js'
+import { decodeUtf8, lineColumn, readInputFile } from './text.js'
 
 // Storyboards (reference-spec 2): a storyboard file lists videos; a video is an array of 3-second
 // segments. python/ttt_video/contracts/storyboard.py implements the same rules; the shared vectors in
@@ -32,18 +31,8 @@ export const SEGMENT_KEYS = ['text', 'requires_scene_transition', 'neg_text'] as
 /** Reads a .json (array of videos) or .jsonl (one video per line) storyboard file. */
 export function readStoryboardFile(file: string): Video[] {
   const format = storyboardFormat(file)
-  let bytes: Buffer
-  try {
-    if (statSync(file).isDirectory())
-      throw new StoryboardError([{ path: '', message: 'is a folder, not a storyboard file' }], file)
-    bytes = readFileSync(file)
-  } catch (e) {
-    if (e instanceof StoryboardError) throw e
-    throw new StoryboardError(
-      [{ path: '', message: `cannot read the storyboard (${(e as NodeJS.ErrnoException).code ?? e})` }],
-      file,
-    )
-  }
+  const fail = (message: string) => new StoryboardError([{ path: '', message }], file)
+  const bytes = readInputFile(file, 'a storyboard file', 'the storyboard', fail)
   return parseStoryboards(bytes, format, file)
 }
 

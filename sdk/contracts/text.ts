@@ -1,3 +1,5 @@
+import { readFileSync, statSync } from 'node:fs'
+
 /** Decodes bytes as strict UTF-8; the error gives the line and column of the first bad byte. */
 export function decodeUtf8(
   bytes: Uint8Array,
@@ -29,4 +31,22 @@ export function decodeUtf8(
 export function lineColumn(text: string, offset: number): { line: number; column: number } {
   const before = text.slice(0, offset).split('\n')
   return { line: before.length, column: (before.at(-1)?.length ?? 0) + 1 }
+}
+
+/**
+ * The bytes of a user's input file. A folder or an unreadable file throws `fail(message)` (the caller's
+ * error, naming the file): `is a folder, not ${kind}` or `cannot read ${name} (${errno code})`.
+ */
+export function readInputFile(
+  file: string,
+  kind: string,
+  name: string,
+  fail: (message: string) => Error,
+): Buffer {
+  try {
+    if (!statSync(file).isDirectory()) return readFileSync(file)
+  } catch (e) {
+    throw fail(`cannot read ${name} (${(e as NodeJS.ErrnoException).code ?? e})`)
+  }
+  throw fail(`is a folder, not ${kind}`)
 }

@@ -1,7 +1,8 @@
 import { resolve } from 'node:path'
 import type { Retention } from './retention.js'
 import { BUNDLE_NAME_PATTERN } from './schemas.js'
-import { DEMO_BUNDLE, type Limits, type Slot } from './validate.js'
+import type { JobServiceOptions } from './service.js'
+import { DEMO_BUNDLE, type Slot } from './validate.js'
 
 // The options of createServer(), checked and filled in with their defaults.
 
@@ -60,24 +61,13 @@ export interface ServerOptions {
   env?: NodeJS.ProcessEnv
 }
 
-/** The options with every default filled in; a bad value was a RangeError. */
-export interface ResolvedServerOptions {
+/** The options with every default filled in (a bad value was a RangeError): the job service's and HTTP's. */
+export interface ResolvedServerOptions extends Omit<JobServiceOptions, 'bridge'> {
   host: string
   port: number
-  jobsDir: string
-  bundles: Record<string, string>
-  defaultBundle: string
-  slots: Slot[]
-  limits: Limits
-  maxQueued: number
-  resume: boolean
-  retention: Retention
   cors: string[]
   maxBodyBytes: number
   heartbeatMs: number
-  jobNice: number
-  venvDir: string | undefined
-  onLog: (message: string) => void
 }
 
 function positiveInt(value: number | undefined, name: string, fallback: number): number {

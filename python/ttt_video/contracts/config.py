@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,23 @@ class ConfigError(InputError):
 # Reading
 
 
+def read_input_file(path: Path, kind: str, name: str, fail: Callable[[str], InputError]) -> bytes:
+    """The bytes of a user's input file. A folder or an unreadable file raises ``fail(message)`` (the
+    caller's error, naming the file): ``is a folder, not {kind}`` or ``cannot read {name} ({strerror})``."""
+    if path.is_dir():
+        raise fail(f"is a folder, not {kind}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise fail(f"cannot read {name} ({e.strerror})") from e
+
+
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Parses a TOML config file without validating it; errors name the file, line and column."""
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError([Issue("", "is a folder, not a TOML file")], path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError([Issue("", f"cannot read the config file ({e.strerror})")], path) from e
+    data = read_input_file(
+        path, "a TOML file", "the config file", lambda m: ConfigError([Issue("", m)], path)
+    )
     return parse_config_text(data, path)
 
 

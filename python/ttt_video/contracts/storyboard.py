@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import InputError, Issue
+from .config import InputError, Issue, read_input_file
 from .generated import END_SCENE, SEGMENT_KEYS, START_SCENE
 
 
@@ -58,12 +58,9 @@ def storyboard_format(path: str | os.PathLike) -> str:
 def read_storyboard_file(path: str | os.PathLike) -> list[Video]:
     fmt = storyboard_format(path)
     path = Path(path)
-    if path.is_dir():
-        raise StoryboardError([Issue("", "is a folder, not a storyboard file")], path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise StoryboardError([Issue("", f"cannot read the storyboard ({e.strerror})")], path) from e
+    data = read_input_file(
+        path, "a storyboard file", "the storyboard", lambda m: StoryboardError([Issue("", m)], path)
+    )
     return parse_storyboards(data, fmt, path)
 
 

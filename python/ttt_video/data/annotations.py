@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..contracts.config import InputError, Issue
+from ..contracts.config import InputError, Issue, read_input_file
 from ..contracts.storyboard import Video, check_segment, describe_value, parse_json
 from .clips import ClipError, probe_clip
 
@@ -71,12 +71,7 @@ def _read_text(file: Path) -> str:
     def fail(message: str) -> DataError:
         return DataError([Issue("", message, file=str(file))], file)
 
-    if file.is_dir():
-        raise fail("is a folder, not an annotation file (JSON lines)")
-    try:
-        data = file.read_bytes()
-    except OSError as e:
-        raise fail(f"cannot read the annotation file ({e.strerror})") from None
+    data = read_input_file(file, "an annotation file (JSON lines)", "the annotation file", fail)
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:

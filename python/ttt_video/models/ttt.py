@@ -11,6 +11,7 @@ gates and their initialisation.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -153,18 +154,8 @@ class TTTBase(nn.Module):
             t = t.to(scan_dtype).view(batch, num_mb, cs, heads, head_dim)
             return t.permute(1, 0, 3, 2, 4).contiguous().permute(1, 2, 0, 3, 4)
 
-        out = ttt_scan(
-            self._step,
-            self.initial_state(batch, scan_dtype),
-            to_mini_batches(q),
-            to_mini_batches(k),
-            to_mini_batches(targets),
-            eta,
-            *self.ln_parameters(scan_dtype),
-            self.inner_ln_eps,
-            checkpoint_group_size=self.scan_checkpoint_group_size,
-        )
-        return out.permute(0, 2, 3, 1, 4).reshape(batch, length, heads * head_dim)
+        scan = functools.partial(ttt_scan, self._step)
+        return self._scan_sequence(scan, scan_dtype, to_mini_batches, q, k, targets, eta)
 
     def triton_scan(
         self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor, lr: torch.Tensor
@@ -174,7 +165,7 @@ class TTTBase(nn.Module):
         The kernel reads the ``(B, N, H, d)`` tensors through strides, so no copy is made."""
         from ..kernels import ttt_scan_triton
 
-        batch, length, heads, head_dim = q.shape
+        batch, length, heads = q.shape[:3]
         cs = self.mini_batch_size
         num_mb = length // cs
 
@@ -182,13 +173,22 @@ class TTTBase(nn.Module):
             return t.view(batch, num_mb, cs, heads, -1).permute(0, 3, 1, 2, 4)
 
         eta = (lr / cs).to(targets.dtype).view(batch, num_mb, cs, heads).permute(0, 3, 1, 2)
-        out = ttt_scan_triton(
-            self.initial_state(batch, torch.float32),
+        return self._scan_sequence(ttt_scan_triton, torch.float32, to_mini_batches, q, k, targets, eta)
+
+    def _scan_sequence(
+        self, scan, state_dtype: torch.dtype, to_mini_batches, q, k, targets, eta
+    ) -> torch.Tensor:
+        """``scan(initial_state, queries, keys, targets, eta, ln_weight, ln_bias, eps, ...)`` (eager or
+        Triton) on the ``(B, H, NM, cs, d)`` views ``to_mini_batches`` makes of ``(B, N, H, d)`` q, k and
+        targets, with the state and LN parameters in ``state_dtype``; ``eta (B, H, NM, cs)`` -> ``(B, N, H*d)``."""
+        batch, length, heads, head_dim = q.shape
+        out = scan(
+            self.initial_state(batch, state_dtype),
             to_mini_batches(q),
             to_mini_batches(k),
             to_mini_batches(targets),
             eta,
-            *self.ln_parameters(torch.float32),
+            *self.ln_parameters(state_dtype),
             self.inner_ln_eps,
             checkpoint_group_size=self.scan_checkpoint_group_size,
         )

@@ -51,30 +51,25 @@ def _check_supported(conv: nn.Conv2d | nn.Conv3d) -> None:
         )
 
 
-class VAEConv3d(nn.Conv3d):
+class _FastCPUConv:
+    """The oneDNN route of `VAEConv3d` / `VAEConv2d`, mixed in before `nn.Conv3d` / `nn.Conv2d`."""
+
+    fast_cpu: bool = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _check_supported(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fast_convolution(self, x)
+
+
+class VAEConv3d(_FastCPUConv, nn.Conv3d):
     """`nn.Conv3d` whose CPU float32 forward runs on oneDNN (see the module docstring)."""
 
-    fast_cpu: bool = True
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        _check_supported(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return fast_convolution(self, x)
-
-
-class VAEConv2d(nn.Conv2d):
+class VAEConv2d(_FastCPUConv, nn.Conv2d):
     """`nn.Conv2d` whose CPU float32 forward runs on oneDNN (see the module docstring)."""
-
-    fast_cpu: bool = True
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        _check_supported(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return fast_convolution(self, x)
 
 
 def set_fast_cpu_convolutions(module: nn.Module, enabled: bool) -> int:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import VAEConfig
-from .layers import CausalCache, CausalConv3d, MidBlock3D, SpatialNorm3D, UpBlock3D
+from .layers import CausalCache, CausalConv3d, MidBlock3D, SpatialNorm3D, UpBlock3D, remainder_first_windows
 
 
 class Decoder3D(nn.Module):
@@ -60,10 +60,7 @@ def latent_windows(num_frames: int, window: int = 2) -> list[tuple[int, int]]:
         raise ValueError(f"need at least one latent frame, got {num_frames}")
     if window < 1:
         raise ValueError(f"the decode window must hold at least one latent frame, got {window}")
-    if num_frames <= window:
-        return [(0, num_frames)]
-    first = window + num_frames % window
-    return [(0, first)] + [(start, start + window) for start in range(first, num_frames, window)]
+    return remainder_first_windows(num_frames, window)
 
 
 def upsampled_frame_count(frames: int, temporal_levels: int) -> int:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .config import VAEConfig
 from .conv import VAEConv2d, VAEConv3d
-from .layers import CausalCache, CausalConv3d
+from .layers import CausalCache, CausalConv3d, remainder_first_windows
 
 DEFAULT_ENCODE_WINDOW = 16
 
@@ -163,10 +163,7 @@ def frame_windows(
             f"the encode window must be a positive multiple of {temporal_ratio} frames "
             f"(the temporal compression), got {window!r}"
         )
-    if num_frames <= window:
-        return [(0, num_frames)]
-    first = window + num_frames % window
-    return [(0, first)] + [(start, start + window) for start in range(first, num_frames, window)]
+    return remainder_first_windows(num_frames, window)
 
 
 def downsampled_frame_count(frames: int, temporal_levels: int) -> int:

@@ -21,6 +21,15 @@ CausalCache = dict[nn.Module, Tensor]
 _MAX_CONV_INPUT_BYTES = 2 * 1024**3
 
 
+def remainder_first_windows(num_frames: int, window: int) -> list[tuple[int, int]]:
+    """Frame ranges ``[0, window + num_frames % window)``, then ``window`` frames each; one range when
+    ``num_frames <= window``. The time windows of both the decoder (spec 7.2) and the encoder."""
+    if num_frames <= window:
+        return [(0, num_frames)]
+    first = window + num_frames % window
+    return [(0, first)] + [(start, start + window) for start in range(first, num_frames, window)]
+
+
 class CausalConv3d(nn.Module):
     """Conv3d (stride 1) that is causal in time and keeps the spatial size.
 

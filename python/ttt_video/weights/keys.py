@@ -28,34 +28,36 @@ LAYER_RENAMES = {
     "ff.net.0.proj.": "mlp.layer1.",
     "ff.net.2.": "mlp.layer2.",
 }
-_LAYER_KEY = re.compile(r"^transformer_blocks\.(\d+)\.(.+)$")
+# The renames are 1-to-1, so each inverts to a dict (kept in the same order: the first match wins).
+_INVERSE_GLOBAL_RENAMES = {new: old for old, new in GLOBAL_RENAMES.items()}
+_INVERSE_LAYER_RENAMES = {new: old for old, new in LAYER_RENAMES.items()}
+_DIFFUSERS_LAYER_KEY = re.compile(r"^transformer_blocks\.(\d+)\.(.+)$")
+_TTT_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
 
 
-def diffusers_to_ttt_key(key: str) -> str | None:
-    """The TTT-Video name of a diffusers CogVideoX transformer key, or None when it has none."""
-    match = _LAYER_KEY.match(key)
+def _rename(
+    key: str, layer_key: re.Pattern, layer_prefix: str, layer_renames: dict[str, str], renames: dict[str, str]
+) -> str | None:
+    """``key`` with its first matching prefix renamed: a layer key (``layer_key``: index, rest) by
+    ``layer_renames`` under ``layer_prefix``, any other by ``renames``; None when no prefix matches."""
+    match = layer_key.match(key)
     if match:
         index, rest = match.groups()
-        for old, new in LAYER_RENAMES.items():
+        for old, new in layer_renames.items():
             if rest.startswith(old):
-                return f"layers.{index}.{new}{rest[len(old) :]}"
+                return f"{layer_prefix}.{index}.{new}{rest[len(old) :]}"
         return None
-    for old, new in GLOBAL_RENAMES.items():
+    for old, new in renames.items():
         if key.startswith(old):
             return new + key[len(old) :]
     return None
 
 
+def diffusers_to_ttt_key(key: str) -> str | None:
+    """The TTT-Video name of a diffusers CogVideoX transformer key, or None when it has none."""
+    return _rename(key, _DIFFUSERS_LAYER_KEY, "layers", LAYER_RENAMES, GLOBAL_RENAMES)
+
+
 def ttt_to_diffusers_key(key: str) -> str | None:
     """The inverse of `diffusers_to_ttt_key` (None for the TTT parameters, which diffusers lacks)."""
-    match = re.match(r"^layers\.(\d+)\.(.+)$", key)
-    if match:
-        index, rest = match.groups()
-        for old, new in LAYER_RENAMES.items():
-            if rest.startswith(new):
-                return f"transformer_blocks.{index}.{old}{rest[len(new) :]}"
-        return None
-    for old, new in GLOBAL_RENAMES.items():
-        if key.startswith(new):
-            return old + key[len(new) :]
-    return None
+    return _rename(key, _TTT_LAYER_KEY, "transformer_blocks", _INVERSE_LAYER_RENAMES, _INVERSE_GLOBAL_RENAMES)

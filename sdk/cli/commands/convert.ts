@@ -1,6 +1,6 @@
 import { convert } from '../../runs/convert.js'
-import { type Command, cancellation, err, intFlag, UsageError } from '../flags.js'
-import { followRun } from '../follow-run.js'
+import { type Command, intFlag, UsageError } from '../flags.js'
+import { startAndFollow } from '../follow-run.js'
 
 const SSM_LAYERS = ['ttt_mlp', 'ttt_linear', 'none'] as const
 
@@ -22,22 +22,16 @@ export const convertCommand: Command = {
     if (!(SSM_LAYERS as readonly string[]).includes(ssmLayer))
       throw new UsageError(`--ssm-layer must be ${SSM_LAYERS.join(', ')}`)
     const seed = intFlag(values.seed, 'seed', 0)
-    const cancel = cancellation()
-    try {
-      const run = await convert(positionals[0]!, positionals[1]!, {
-        ssmLayer: ssmLayer as (typeof SSM_LAYERS)[number],
-        ...(seed !== undefined ? { seed } : {}),
-        copy: values.copy === true,
-        signal: cancel.signal,
-        onLog: ({ line }) => values.verbose === true && err(`  | ${line}`),
-      })
-      return await followRun(run, {
-        json: values.json === true,
-        cancelled: cancel.exitCode,
-        describe: (r) => [r.bundle],
-      })
-    } finally {
-      cancel.dispose()
-    }
+    return startAndFollow(
+      values,
+      (hooks) =>
+        convert(positionals[0]!, positionals[1]!, {
+          ssmLayer: ssmLayer as (typeof SSM_LAYERS)[number],
+          ...(seed !== undefined ? { seed } : {}),
+          copy: values.copy === true,
+          ...hooks,
+        }),
+      (r) => [r.bundle],
+    )
   },
 }

@@ -1,19 +1,8 @@
 import type { TrainPreset } from '../../contracts/presets.gen.js'
 import { launchOptions } from '../../runs/launch.js'
 import { type PrepareOptions, prepare, preparePrepare } from '../../runs/prepare.js'
-import {
-  type Command,
-  cancellation,
-  err,
-  type Flags,
-  intFlag,
-  LAYOUT_FLAGS,
-  layoutFlags,
-  SLURM_FLAGS,
-  slurmFlags,
-  UsageError,
-} from '../flags.js'
-import { followRun } from '../follow-run.js'
+import { type Command, type Flags, intFlag, JOB_FLAGS, jobFlags, UsageError } from '../flags.js'
+import { startAndFollow } from '../follow-run.js'
 import { printPlan } from '../plan.js'
 
 function options(annotations: string, values: Flags): PrepareOptions {
@@ -21,18 +10,12 @@ function options(annotations: string, values: Flags): PrepareOptions {
   if (!values.out) throw new UsageError('prepare needs --out DATASET (the dataset folder to write)')
   if (!values.model) throw new UsageError('prepare needs --model BUNDLE (its VAE and T5 encode the clips)')
   const windowFrames = intFlag(values['window-frames'], 'window-frames', 4)
-  const slurm = slurmFlags(values)
   return {
     annotations,
     out: values.out as string,
     model: values.model as string,
-    ...(slurm ? { slurm } : {}),
-    ...(values.config ? { config: values.config as string } : {}),
-    ...(values.preset ? { preset: values.preset as TrainPreset } : {}),
-    ...(values['run-dir'] ? { runDir: values['run-dir'] as string } : {}),
+    ...jobFlags<TrainPreset>(values),
     ...(windowFrames !== undefined ? { windowFrames } : {}),
-    set: (values.set as string[] | undefined) ?? [],
-    ...layoutFlags(values),
   }
 }
 
@@ -42,17 +25,10 @@ export const prepareCommand: Command = {
     'ttt-video prepare ANNOTATIONS --out DATASET --model BUNDLE [--preset NAME | --config FILE] [--set S.F=V]...\n' +
     '                  [--window-frames N] [--gpus N] [--slurm | --slurm-dry-run] [--run-dir DIR] [--dry-run] [--json]',
   flags: {
+    ...JOB_FLAGS,
     out: { type: 'string' },
     model: { type: 'string' },
-    config: { type: 'string' },
-    preset: { type: 'string' },
-    set: { type: 'string', multiple: true },
     'window-frames': { type: 'string' },
-    ...LAYOUT_FLAGS,
-    ...SLURM_FLAGS,
-    'run-dir': { type: 'string' },
-    'dry-run': { type: 'boolean' },
-    json: { type: 'boolean' },
   },
   async run(positionals, values) {
     if (positionals.length !== 1)
@@ -63,21 +39,10 @@ export const prepareCommand: Command = {
       printPlan(prepared.config, prepared, launchOptions(opts, prepared.layout))
       return 0
     }
-    const cancel = cancellation()
-    try {
-      const run = await prepare({
-        ...opts,
-        signal: cancel.signal,
-        onLog: ({ line }) => values.verbose === true && err(`  | ${line}`),
-      })
-      return await followRun(run, {
-        json: values.json === true,
-        cancelled: cancel.exitCode,
-        describe: (r) =>
-          values.json === true ? r : [`${r.dataset} (${r.clips} clips; run directory ${r.runDir})`],
-      })
-    } finally {
-      cancel.dispose()
-    }
+    return startAndFollow(
+      values,
+      (hooks) => prepare({ ...opts, ...hooks }),
+      (r) => (values.json === true ? r : [`${r.dataset} (${r.clips} clips; run directory ${r.runDir})`]),
+    )
   },
 }

@@ -7,11 +7,9 @@ import {
   err,
   type Flags,
   intFlag,
-  LAYOUT_FLAGS,
-  layoutFlags,
+  JOB_FLAGS,
+  jobFlags,
   out,
-  SLURM_FLAGS,
-  slurmFlags,
   UsageError,
 } from '../flags.js'
 import { followRun } from '../follow-run.js'
@@ -22,20 +20,14 @@ function options(values: Flags): TrainOptions {
   if (!values.data) throw new UsageError('train needs --data DATASET (a folder made by `ttt-video prepare`)')
   const stages = values.stages ? String(values.stages).split(',').filter(Boolean) : undefined
   const seed = intFlag(values.seed, 'seed', 0)
-  const slurm = slurmFlags(values)
   return {
     data: values.data as string,
-    ...(slurm ? { slurm } : {}),
-    ...(values.config ? { config: values.config as string } : {}),
-    ...(values.preset ? { preset: values.preset as TrainOptions['preset'] } : {}),
+    ...jobFlags<NonNullable<TrainOptions['preset']>>(values),
     ...(stages ? { stages } : {}),
     ...(values.init ? { init: values.init as string } : {}),
     ...(values.model ? { model: values.model as string } : {}),
     ...(values.out ? { outputDir: values.out as string } : {}),
-    ...(values['run-dir'] ? { runDir: values['run-dir'] as string } : {}),
     ...(seed !== undefined ? { seed } : {}),
-    set: (values.set as string[] | undefined) ?? [],
-    ...layoutFlags(values),
   }
 }
 
@@ -81,21 +73,14 @@ export const trainCommand: Command = {
     '                [--model BUNDLE] [--set SECTION.FIELD=VALUE]... [--gpus N] [--nnodes N ...] [--slurm | --slurm-dry-run]\n' +
     '                [--out DIR] [--run-dir DIR] [--seed N] [--export BUNDLE] [--dry-run] [--json]',
   flags: {
+    ...JOB_FLAGS,
     data: { type: 'string' },
-    config: { type: 'string' },
-    preset: { type: 'string' },
     stages: { type: 'string' },
     init: { type: 'string' },
     model: { type: 'string' },
-    set: { type: 'string', multiple: true },
-    ...LAYOUT_FLAGS,
-    ...SLURM_FLAGS,
     out: { type: 'string' },
-    'run-dir': { type: 'string' },
     seed: { type: 'string' },
     export: { type: 'string' },
-    'dry-run': { type: 'boolean' },
-    json: { type: 'boolean' },
   },
   async run(positionals, values) {
     if (positionals.length > 1) throw new UsageError('train takes at most one CONFIG file')

@@ -1,7 +1,6 @@
-import { readFileSync, statSync } from 'node:fs'
 import { parse as parseToml, stringify as stringifyToml, TomlError } from 'smol-toml'
 import { ConfigError } from '../../errors.js'
-import { decodeUtf8 } from '../text.js'
+import { decodeUtf8, readInputFile } from '../text.js'
 import { type ConfigObject, mergeConfigObjects, parseSetArgs } from './overrides.js'
 import type { JobConfig } from './schema.js'
 import { type RuleOptions, validateConfig } from './validate.js'
@@ -17,19 +16,8 @@ export interface ResolveOptions extends RuleOptions {
 
 /** Reads and parses a TOML config file without validating it. Errors name the file, line and column. */
 export function readConfigFile(file: string): ConfigObject {
-  let bytes: Buffer
-  try {
-    if (statSync(file).isDirectory())
-      throw new ConfigError([{ path: '', message: 'is a folder, not a TOML file' }], file)
-    bytes = readFileSync(file)
-  } catch (e) {
-    if (e instanceof ConfigError) throw e
-    throw new ConfigError(
-      [{ path: '', message: `cannot read the config file (${(e as NodeJS.ErrnoException).code ?? e})` }],
-      file,
-    )
-  }
-  return parseConfigText(bytes, file)
+  const fail = (message: string) => new ConfigError([{ path: '', message }], file)
+  return parseConfigText(readInputFile(file, 'a TOML file', 'the config file', fail), file)
 }
 
 /** Parses TOML bytes or text into a config object, without validating it. */
