@@ -132,29 +132,25 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
 RUN_COMMANDS = ("sample", "convert", "prepare", "train", "export")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .convert import add_parser as add_convert
-    from .export import add_parser as add_export
-    from .prepare import add_parser as add_prepare
-    from .sample import add_parser as add_sample
-    from .train import add_parser as add_train
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of ``command`` when it is a run command: a run imports
+    only its own module (prepare's pulls in the data pipeline, sample's the sampler)."""
+    import importlib
 
     parser = argparse.ArgumentParser(prog="python -m ttt_video", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_tools(sub)
-    add_convert(sub)
-    add_sample(sub)
-    add_prepare(sub)
-    add_train(sub)
-    add_export(sub)
+    if command not in RUN_COMMANDS:
+        _add_tools(sub)
+    for name in RUN_COMMANDS if command not in RUN_COMMANDS else (command,):
+        importlib.import_module(f".{name}", __package__).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
     if argv[:1] == ["torchrun"]:
         return _torchrun(argparse.Namespace(), argv[1:])
+    parser = build_parser(argv[0] if argv else None)
     args, rest = parser.parse_known_args(argv)
     if args.command in RUN_COMMANDS:
         die_with_parent()  # a worker whose launcher is gone (even by SIGKILL) ends instead of holding GPUs
