@@ -27,8 +27,12 @@ def test_cores_are_shared_between_the_processes_of_a_node():
     ],
 )
 def test_configure_threads(monkeypatch, environ, launcher, threads, auto):
-    for name in (THREADS_ENV, AUTO_ENV, "LOCAL_WORLD_SIZE"):
-        monkeypatch.delenv(name, raising=False)
+    for name in (THREADS_ENV, AUTO_ENV, "LOCAL_WORLD_SIZE", "OMP_WAIT_POLICY"):
+        # set, then delete: monkeypatch then restores what was there before, even what configure_threads
+        # writes (a bare delenv of an absent variable records nothing, and the marker would leak into the
+        # environment of every later subprocess)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
