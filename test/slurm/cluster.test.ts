@@ -85,7 +85,12 @@ describe('local Slurm cluster', () => {
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toBe('sleep\u0000300\u0000')
     await slurm('scancel', [id])
     await waitFor(() => (alive(pid) ? undefined : true))
-    expect(await jobState(id)).toBe('CANCELLED')
+    // The process can be gone while Slurm still reports the job COMPLETING (it reaps the step first).
+    const settled = await waitFor(async () => {
+      const state = await jobState(id)
+      return TRANSIENT_STATES.has(state) ? undefined : state
+    })
+    expect(settled).toBe('CANCELLED')
   })
 
   it('stops, and a second stop is harmless', async (ctx) => {
@@ -99,6 +104,9 @@ describe('local Slurm cluster', () => {
     })
   })
 })
+
+/** States a job passes through on its way to a final one (squeue %T). */
+const TRANSIENT_STATES = new Set(['PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING', ''])
 
 /** Poll `probe` every 100 ms for up to 30 s until it returns a value. */
 async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
