@@ -8,6 +8,7 @@ are read as DCP reads them (``torch.load(weights_only=True)`` for each tensor's 
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -15,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributed.checkpoint import FileSystemReader
 
 from .errors import WeightsError, WeightsMissingError
 
@@ -49,38 +49,56 @@ class _MetadataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not part of DCP metadata; refusing to load it")
 
 
-class SafeMetadataReader(FileSystemReader):
-    """torch's FileSystemReader whose ``.metadata`` is unpickled with the allowlist above."""
+def __getattr__(name: str) -> Any:
+    # SafeMetadataReader is built on first use: importing torch.distributed.checkpoint costs about 2 s,
+    # which sampling (the common case, no DCP folder) should not pay at start-up.
+    if name == "SafeMetadataReader":
+        return _safe_metadata_reader_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def read_metadata(self, *args: Any, **kwargs: Any):
-        from torch.distributed.checkpoint.metadata import StorageMeta
 
-        rank = kwargs.get("rank")
-        get_path = getattr(self, "_get_metadata_path", None)
-        path = get_path(rank) if get_path is not None else self.fs.concat_path(self.path, ".metadata")
-        try:
-            with self.fs.create_stream(path, "rb") as stream:
-                metadata = _MetadataUnpickler(stream).load()
-        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as error:
-            raise WeightsError(
-                f"{path}: not a DCP metadata file this package loads ({error}); write the checkpoint again"
-            ) from error
-        if getattr(metadata, "storage_meta", None) is None:
-            metadata.storage_meta = StorageMeta()
-        metadata.storage_meta.load_id = self.load_id
-        return metadata
+@functools.cache
+def _safe_metadata_reader_class() -> type:
+    from torch.distributed.checkpoint import FileSystemReader
+
+    class SafeMetadataReader(FileSystemReader):
+        """torch's FileSystemReader whose ``.metadata`` is unpickled with the allowlist above."""
+
+        read_metadata = _read_metadata
+
+    return SafeMetadataReader
+
+
+def _read_metadata(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """SafeMetadataReader.read_metadata: the ``.metadata`` pickle through the allowlist unpickler."""
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    rank = kwargs.get("rank")
+    get_path = getattr(self, "_get_metadata_path", None)
+    path = get_path(rank) if get_path is not None else self.fs.concat_path(self.path, ".metadata")
+    try:
+        with self.fs.create_stream(path, "rb") as stream:
+            metadata = _MetadataUnpickler(stream).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as error:
+        raise WeightsError(
+            f"{path}: not a DCP metadata file this package loads ({error}); write the checkpoint again"
+        ) from error
+    if getattr(metadata, "storage_meta", None) is None:
+        metadata.storage_meta = StorageMeta()
+    metadata.storage_meta.load_id = self.load_id
+    return metadata
 
 
 def stored_metadata(folder: str | os.PathLike) -> dict[str, Any]:
     """``state_dict_metadata`` of a DCP folder: the stored keys and their shapes, read safely."""
-    return SafeMetadataReader(str(folder)).read_metadata().state_dict_metadata
+    return _safe_metadata_reader_class()(str(folder)).read_metadata().state_dict_metadata
 
 
 def load_dcp(state: dict[str, Any], folder: str | os.PathLike, no_dist: bool) -> None:
     """``dcp.load`` into ``state`` (in place) through the safe metadata reader."""
     import torch.distributed.checkpoint as dcp
 
-    dcp.load(state, storage_reader=SafeMetadataReader(str(folder)), no_dist=no_dist)
+    dcp.load(state, storage_reader=_safe_metadata_reader_class()(str(folder)), no_dist=no_dist)
 
 
 # ---------------------------------------------------------------------------------------------------
