@@ -5,7 +5,7 @@
 Each measurement runs in a fresh process (this script with --one), which encodes random frames of a clip
 of that length at that size with the bundle's VAE encoder and reports its peak resident memory. The clip's
 frames themselves (float32, in memory for the whole clip, as in prepare) grow with length; what the
-windowed encode adds on top of them should not. Default bundle: the tiny demo bundle in the cache.
+windowed encode adds on top of them should not. Default bundle: a tiny bundle built into a temporary folder.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +85,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--bundle",
-        default=str(Path.home() / ".cache" / "ttt-video" / "tiny-bundle-v1-seed0"),
+        "--bundle", help="a model bundle (default: a tiny one, built here)"
     )
     parser.add_argument("--size", default="256x384", help="HxW of the frames")
     parser.add_argument("--seconds", default="3,9,18")
@@ -97,16 +97,30 @@ def main() -> None:
     height, width = (int(v) for v in args.size.split("x"))
     if args.one is not None:
         return encode_once(args.bundle, args.one, height, width, args.window)
+    if args.bundle is not None:
+        return memory_table(args.bundle, args.seconds, (height, width), args.window)
+    from ttt_video.demo.tiny_bundle import make_tiny_bundle
+
+    with tempfile.TemporaryDirectory(prefix="bench-prepare-bundle-") as tmp:
+        bundle = str(make_tiny_bundle(Path(tmp) / "tiny"))
+        memory_table(bundle, args.seconds, (height, width), args.window)
+
+
+def memory_table(
+    bundle: str, seconds_list: str, size: tuple[int, int], window: int
+) -> None:
+    """Print the table: per length in `seconds_list` ("3,9,18"), windowed and whole-clip peak memory."""
+    height, width = size
     print(
-        f"# VAE encode of {args.bundle}, frames {height}x{width}, float32, one thread; peak RSS of a fresh process"
+        f"# VAE encode of {bundle}, frames {height}x{width}, float32, one thread; peak RSS of a fresh process"
     )
     print(
         "| seconds | frames MiB | windowed peak MiB | windowed - frames | whole-clip peak MiB | whole - frames |"
     )
     print("|---|---|---|---|---|---|")
-    for seconds in (int(s) for s in args.seconds.split(",")):
-        windowed = measure(args.bundle, seconds, (height, width), args.window)
-        whole = measure(args.bundle, seconds, (height, width), 0)
+    for seconds in (int(s) for s in seconds_list.split(",")):
+        windowed = measure(bundle, seconds, size, window)
+        whole = measure(bundle, seconds, size, 0)
         f = windowed["frames"]
         print(
             f"| {seconds} | {f:.0f} | {windowed['peak']:.0f} | {windowed['peak'] - f:.0f} "

@@ -65,8 +65,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--bundle",
-        default=str(Path.home() / ".cache" / "ttt-video" / "tiny-bundle-v1-seed0"),
+        "--bundle", help="a model bundle (default: a tiny one, built here)"
     )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
@@ -80,10 +79,25 @@ def main() -> None:
     )
     print(f"| threads | idle | loaded ({args.load} busy processes) |")
     print("|---|---|---|")
+    if args.bundle is not None:
+        return thread_rows(args.bundle, args)
+    with tempfile.TemporaryDirectory(prefix="bench-threads-bundle-") as tmp:
+        bundle = Path(tmp) / "tiny"
+        subprocess.run(
+            [sys.executable, "-m", "ttt_video", "make-tiny-bundle", str(bundle)],
+            env={**os.environ, "PYTHONPATH": str(ROOT / "python")},
+            check=True,
+            capture_output=True,
+        )
+        thread_rows(str(bundle), args)
+
+
+def thread_rows(bundle: str, args: argparse.Namespace) -> None:
+    """One table row per thread count (1, 2): idle and loaded seconds per run."""
     for threads in (1, 2):
-        idle = timed(args.bundle, args.steps, threads, args.repeats)
+        idle = timed(bundle, args.steps, threads, args.repeats)
         loaded = with_load(
-            args.load, lambda t=threads: timed(args.bundle, args.steps, t, args.repeats)
+            args.load, lambda t=threads: timed(bundle, args.steps, t, args.repeats)
         )
         print(f"| {threads} | {idle:.1f} | {loaded:.1f} |", flush=True)
 
