@@ -2,6 +2,8 @@
 
 export type EvalPreset =
   | 'cogvideox/3s'
+  | 'demo/3s'
+  | 'demo/9s'
   | 'tiny/3s'
   | 'tiny/9s'
   | 'ttt-linear/18s'
@@ -16,6 +18,8 @@ export type EvalPreset =
   | 'ttt-mlp/9s'
 
 export type TrainPreset =
+  | 'demo/3s'
+  | 'demo/9s'
   | 'tiny/3s'
   | 'tiny/9s'
   | 'ttt-linear/18s'

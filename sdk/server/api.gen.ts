@@ -466,7 +466,7 @@ export interface components {
          * @default 5B
          * @enum {string}
          */
-        size?: '5B' | 'debug' | 'tiny'
+        size?: '5B' | 'debug' | 'tiny' | 'demo'
         /**
          * @description Length preset; must cover eval.sampling_num_frames
          * @default 3sec

@@ -232,7 +232,7 @@ FIELD_SCHEMAS = {
             "default": "5B",
             "description": "Architecture preset when no model bundle is given",
             "type": "string",
-            "enum": ["5B", "debug", "tiny"],
+            "enum": ["5B", "debug", "tiny", "demo"],
         },
         "video_length": {
             "default": "3sec",
@@ -807,6 +807,14 @@ RULE_TABLES = {
             "time_embed_dim": 32,
             "mini_batch_size": 16,
         },
+        "demo": {
+            "model_dim": 64,
+            "num_heads": 2,
+            "num_layers": 2,
+            "text_dim": 32,
+            "time_embed_dim": 32,
+            "mini_batch_size": 16,
+        },
     },
 }
 
@@ -1132,6 +1140,14 @@ MODEL_PRESETS = {
         "time_embed_dim": 512,
     },
     "tiny": {
+        "model_dim": 64,
+        "num_heads": 2,
+        "num_layers": 2,
+        "text_dim": 32,
+        "time_embed_dim": 32,
+        "mini_batch_size": 16,
+    },
+    "demo": {
         "model_dim": 64,
         "num_heads": 2,
         "num_layers": 2,

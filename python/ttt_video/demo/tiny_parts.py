@@ -272,9 +272,15 @@ def make_tiny_tokenizer(out_dir: str | Path, num_pieces: int = TINY_TOKENIZER_PI
 
     Ids as in T5: `<extra_id_i>` has id `num_pieces + 99 - i`; `len(tokenizer) == num_pieces + 100`.
     """
+    return write_tokenizer_folder(out_dir, train_tiny_spiece_model(num_pieces), num_pieces)
+
+
+def write_tokenizer_folder(out_dir: str | Path, spiece_model: bytes, num_pieces: int) -> Path:
+    """Write a T5 tokenizer folder around the SentencePiece model `spiece_model` of `num_pieces` pieces:
+    `spiece.model`, then the 100 `<extra_id_*>` tokens in tokenizer_config.json and its companions."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spiece.model").write_bytes(train_tiny_spiece_model(num_pieces))
+    (out / "spiece.model").write_bytes(spiece_model)
     extra_ids = [f"<extra_id_{i}>" for i in range(NUM_EXTRA_IDS)]
     extra_id_of = {token: num_pieces + NUM_EXTRA_IDS - 1 - i for i, token in enumerate(extra_ids)}
     decoder = {
@@ -329,12 +335,18 @@ def make_tiny_text_encoder(
     The embedding has `num_pieces + 100 + 28` rows, like T5-XXL's 32128 for 32000 pieces.
     Returns `(text_encoder_dir, tokenizer_dir)`.
     """
+    tokenizer_dir = make_tiny_tokenizer(out_dir_tokenizer, num_pieces)
+    return make_t5_encoder(out_dir_text_encoder, seed, d_model, num_pieces), tokenizer_dir
+
+
+def make_t5_encoder(out_dir: str | Path, seed: int, d_model: int, num_pieces: int) -> Path:
+    """Write a random-weight T5 v1.1-style encoder (2 layers, 4 heads, gated-GELU, `d_model` wide) with
+    `num_pieces + 100 + 28` embedding rows (saved with save_pretrained: safetensors)."""
     from transformers import T5Config, T5EncoderModel
 
     num_heads = 4
     if d_model <= 0 or d_model % num_heads != 0:
         raise ValueError(f"d_model must be a positive multiple of {num_heads}, got {d_model}")
-    tokenizer_dir = make_tiny_tokenizer(out_dir_tokenizer, num_pieces)
     config = T5Config(
         vocab_size=num_pieces + NUM_EXTRA_IDS + SPARE_EMBEDDING_ROWS,
         d_model=d_model,
@@ -358,6 +370,5 @@ def make_tiny_text_encoder(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = T5EncoderModel(config)
-    text_encoder_dir = Path(out_dir_text_encoder)
-    model.save_pretrained(text_encoder_dir)
-    return text_encoder_dir, tokenizer_dir
+    model.save_pretrained(Path(out_dir))
+    return Path(out_dir)

@@ -10,6 +10,9 @@ export const MODEL_PRESETS = {
   // CPU tests: head_dim 32 (RoPE split 8/12/12); TTT mini-batch 16 so that text length 8 fits 3 s and 9 s
   // on the tiny 8x12 latent grid (8 + 13*24 = 320, 3*8 + 37*24 = 912).
   tiny: { model_dim: 64, num_heads: 2, num_layers: 2, text_dim: 32, time_embed_dim: 32, mini_batch_size: 16 },
+  // The trained demo model (models/demo, docs/demo-world.md): trained on a CPU in minutes, so as small as
+  // the tiny one apart from its heads. Its bundle fixes its TTT mini-batch (16, text length 24).
+  demo: { model_dim: 64, num_heads: 2, num_layers: 2, text_dim: 32, time_embed_dim: 32, mini_batch_size: 16 },
 } as const
 
 /** Latent frames each `model.video_length` preset covers (reference-spec 1.2). */

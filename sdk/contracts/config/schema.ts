@@ -11,7 +11,7 @@ const optionalPath = () =>
   z.string().min(1, { error: 'must not be empty (leave the field out instead)' }).nullable().default(null)
 
 export const SSM_LAYERS = ['ttt_mlp', 'ttt_linear', 'none'] as const
-export const MODEL_SIZES = ['5B', 'debug', 'tiny'] as const
+export const MODEL_SIZES = ['5B', 'debug', 'tiny', 'demo'] as const
 export const VIDEO_LENGTHS = ['3sec', '9sec', '18sec', '30sec', '63sec'] as const
 export const DTYPES = ['bfloat16', 'float16', 'float32'] as const
 export const SAMPLERS = ['dpmpp_2m_sde', 'ddim'] as const

@@ -1,0 +1,127 @@
+"""Evaluating demo models: held-out storyboards -> `ttt-video generate` -> detectors -> a table.
+
+Storyboards come from the world's held-out split (`sample_videos(..., split="heldout")`: every segment
+uses a (colour, shape, background) triple that no training clip shows), drawn with a memory-heavy mix so
+that enough segments test memory. Each model generates every storyboard through the real CLI (one run
+per model), and `score.score_video` reads each video back with the plain-image detectors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .dataset import read_clip
+from .score import ATTRIBUTES, score_video, summarise_scores
+from .world import Mix, sample_videos
+
+EVAL_MIX = Mix(cut=0.35, continuation=0.25, memory=0.4)
+EVAL_SEGMENTS = 3
+EVAL_PRESET = "demo/9s"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def heldout_storyboards(num_videos: int, seed: int, segments: int = EVAL_SEGMENTS) -> list[list[dict]]:
+    """`num_videos` storyboards of `segments` segments from the held-out combinations."""
+    videos = sample_videos(num_videos, seed, segments, EVAL_MIX, split="heldout")
+    return [video.storyboard() for video in videos]
+
+
+def cli_command(root: Path = REPO_ROOT) -> list[str]:
+    """How to run the package's CLI: `node <root>/dist/cli/main.js` (built by `npm run build`)."""
+    main = root / "dist" / "cli" / "main.js"
+    if not main.is_file():
+        raise FileNotFoundError(f"{main} not found; run `npm run build` in {root} first")
+    return ["node", str(main)]
+
+
+def cli_env(root: Path = REPO_ROOT) -> dict[str, str]:
+    """The environment for the CLI: this checkout's `python/` first on PYTHONPATH, so that the Python
+    processes it starts run this checkout's `ttt_video` whatever the virtualenv has installed."""
+    paths = [str(root / "python"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def generate_videos(
+    storyboards: Sequence[Sequence[Mapping]],
+    bundle: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    ssm_layer: str,
+    seed: int = 0,
+    preset: str = EVAL_PRESET,
+    extra_sets: Sequence[str] = (),
+) -> list[Path]:
+    """Write the storyboards to `run_dir/storyboards.jsonl`, run `ttt-video generate` with `bundle` into
+    `run_dir/run` (resumable) and return the video files, in storyboard order."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    file = run_dir / "storyboards.jsonl"
+    file.write_text("".join(json.dumps(list(s)) + "\n" for s in storyboards), encoding="utf-8")
+    command = [
+        *cli_command(),
+        "generate",
+        str(file),
+        "--model",
+        str(bundle),
+        "--preset",
+        preset,
+        "--run-dir",
+        str(run_dir / "run"),
+        "--seed",
+        str(seed),
+        "--set",
+        f"model.ssm_layer={ssm_layer}",
+        *(arg for s in extra_sets for arg in ("--set", s)),
+    ]
+    subprocess.run(command, check=True, stdout=sys.stderr, env=cli_env())
+    return [run_dir / "run" / f"video-{k}" / "video.mp4" for k in range(len(storyboards))]
+
+
+def score_model(storyboards: Sequence[Sequence[Mapping]], videos: Sequence[Path]) -> dict:
+    """`{"summary": summarise_scores(...), "videos": [score_video(...) per video]}`."""
+    scores = [score_video(board, read_clip(path)) for board, path in zip(storyboards, videos, strict=True)]
+    return {"summary": summarise_scores(scores), "videos": scores}
+
+
+def cut_offsets(scores: Sequence[Mapping]) -> list[int | None]:
+    """Per expected cut, the signed distance (frames) from its boundary to the nearest detected cut
+    (None when none was detected within 12 frames)."""
+    offsets: list[int | None] = []
+    for score in scores:
+        detected = [d["frame"] for d in score["cuts"]["detected"]]
+        for boundary in score["cuts"]["expected_frames"]:
+            near = [f - boundary for f in detected if abs(f - boundary) <= 12]
+            offsets.append(min(near, key=abs) if near else None)
+    return offsets
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def format_table(results: Mapping[str, Mapping]) -> str:
+    """A Markdown table: one row per model (accuracies, cut recall, memory accuracy and counts)."""
+    header = ["model", *ATTRIBUTES, "cuts within 3 frames", "spurious cuts", "memory"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, result in results.items():
+        s = result["summary"]
+        cuts = f"{_percent(s['cut_recall'])} of {s['expected_cuts']}"
+        memory = f"{_percent(s['memory_accuracy'])} of {s['memory_segments']}"
+        row = [name, *(_percent(s["accuracy"][a]) for a in ATTRIBUTES), cuts, str(s["spurious_cuts"]), memory]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def format_cuts(results: Mapping[str, Mapping]) -> str:
+    """One line per model: the frame offset of the detected cut at every expected cut (x: none)."""
+    lines = []
+    for name, result in results.items():
+        offsets = cut_offsets(result["videos"])
+        text = " ".join("x" if o is None else f"{o:+d}" for o in offsets)
+        lines.append(f"{name}: detected cut - boundary, per expected cut: {text}")
+    return "\n".join(lines)
