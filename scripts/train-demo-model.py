@@ -75,9 +75,17 @@ def cli(*args: str) -> None:
     subprocess.run(command, check=True, stdout=sys.stderr, env=evaluate.cli_env(ROOT))
 
 
-def train_model(work: Path, name: str, quick_steps: int | None, seed: int) -> None:
+def train_model(
+    work: Path, name: str, quick_steps: int | None, seed: int, procs: int
+) -> None:
     ssm = MODELS[name]
-    sets = ["--set", f"model.ssm_layer={ssm}"]
+    sets = [
+        "--set",
+        f"model.ssm_layer={ssm}",
+        "--set",
+        f"parallelism.dp_sharding={procs}",
+    ]
+    sets += ["--gpus", str(procs)]
     if quick_steps is not None:
         sets += [
             "--set",
@@ -193,6 +201,8 @@ def build(args: argparse.Namespace) -> None:
             str(work / "init-ttt-mlp"),
             "--preset",
             "demo/3s",
+            "--gpus",
+            str(args.procs),
         ),
     )
     steps = 2 if args.quick else None
@@ -200,7 +210,7 @@ def build(args: argparse.Namespace) -> None:
         stages.run(
             f"train-{name}",
             work / f"bundle-{name}",
-            lambda n=name: train_model(work, n, steps, settings.seed),
+            lambda n=name: train_model(work, n, steps, settings.seed, args.procs),
         )
     stages.run(
         "evaluate",
@@ -231,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         "--stop-after",
         default=None,
         help="end after this stage (data, vae, text, prepare, train-ttt-mlp, ...)",
+    )
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=2,
+        help="CPU processes for prepare and train (default 2: one per core)",
     )
     parser.add_argument(
         "--quick",

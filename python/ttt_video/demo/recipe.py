@@ -35,7 +35,7 @@ class Recipe:
     seed: int = 0
     clips_3s: int = 300  # one-segment training clips (stage 3s)
     clips_9s: int = 500  # three-segment training clips (stage 9s)
-    vae: VAETraining = field(default_factory=lambda: VAETraining(steps=1000, batch=4, crop=(32, 48)))
+    vae: VAETraining = field(default_factory=lambda: VAETraining(steps=600, batch=4, kl_weight=1e-4))
     vae_clips: int = 200  # training clips the VAE sees (the first of each set)
     psnr_clips: int = 8  # held-out clips of 1 to 3 segments for the VAE's PSNR
     eval_videos: int = 32  # held-out 3-segment storyboards per model
