@@ -50,6 +50,7 @@ class VAETraining:
     crop: tuple[int, int] | None = None
     lr: float = 3e-3
     kl_weight: float = 1e-3
+    object_weight: float = 1.0  # loss weight of pixels that differ from the frame's corner (the object)
     seed: int = 0
 
     def __post_init__(self):
@@ -96,6 +97,13 @@ def _forward(vae: CogVideoXVAE, x: torch.Tensor, generator: torch.Generator):
     return torch.cat(out, dim=2), mean, logvar
 
 
+def object_weights(x: torch.Tensor, weight: float) -> torch.Tensor:
+    """`(B, 1, F, H, W)` per-pixel loss weights of `x` `(B, 3, F, H, W)`: `weight` where a pixel differs
+    from its frame's top-left pixel (the world's border is always background, so: on the object), else 1."""
+    on_object = (x != x[..., :1, :1]).any(dim=1, keepdim=True)
+    return 1.0 + (weight - 1.0) * on_object.float()
+
+
 def new_vae(config: VAEConfig = DEMO_VAE_CONFIG, seed: int = 0) -> CogVideoXVAE:
     """An encoder + decoder with PyTorch's default initialisation, drawn under `seed`, in train mode."""
     with torch.random.fork_rng(devices=[]):
@@ -120,7 +128,7 @@ def train_vae(
     for step in range(settings.steps):
         x = frames_to_tensor(draw_snippets(clips, settings, rng))
         out, mean, logvar = _forward(vae, x, generator)
-        mse = (out - x).pow(2).mean()
+        mse = (object_weights(x, settings.object_weight) * (out - x).pow(2)).mean()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         loss = mse + settings.kl_weight * kl
         loss.backward()

@@ -21,6 +21,7 @@ OBJECT_SIZE = 18  # the object's box is 18 x 18 px
 MARGIN = 2  # the box keeps 2 px from every edge, so the 2 px border ring is always background
 X_RANGE = (MARGIN, WIDTH - OBJECT_SIZE - MARGIN)  # allowed top-left x, inclusive: 2..76
 Y_RANGE = (MARGIN, HEIGHT - OBJECT_SIZE - MARGIN)  # allowed top-left y, inclusive: 2..44
+CENTRE = ((X_RANGE[0] + X_RANGE[1]) // 2, (Y_RANGE[0] + Y_RANGE[1]) // 2)  # (39, 23): the box centred
 
 OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 50, 50),
@@ -233,12 +234,12 @@ def _fits(motion: str, position: Position, steps: int) -> bool:
     return X_RANGE[0] <= x <= X_RANGE[1] and Y_RANGE[0] <= y <= Y_RANGE[1]
 
 
-def _start_position(rng: np.random.Generator, motion: str, frames: int) -> Position:
-    """A uniform top-left position from which `frames` frames of `motion` stay inside the allowed area."""
+def start_position(motion: str, frames: int) -> Position:
+    """Where a scene's object starts: the top-left position that centres the track of `frames` frames of
+    `motion` in the allowed area (`CENTRE - offset // 2`, offset after `frames - 1` steps), so the text
+    of a segment that opens a scene fixes all of its frames."""
     dx, dy = motion_offset(motion, frames - 1)
-    x = int(rng.integers(X_RANGE[0] + max(0, -dx), X_RANGE[1] - max(0, dx) + 1))
-    y = int(rng.integers(Y_RANGE[0] + max(0, -dy), Y_RANGE[1] - max(0, dy) + 1))
-    return x, y
+    return CENTRE[0] - dx // 2, CENTRE[1] - dy // 2
 
 
 def _track(start: Position, motion: str, frames: int, first_step: int) -> tuple[Position, ...]:
@@ -248,7 +249,7 @@ def _track(start: Position, motion: str, frames: int, first_step: int) -> tuple[
 
 def _open_scene(rng, kind: str, frames: int, previous: SegmentSpec | None, allowed) -> SegmentSpec:
     """A first segment or a cut: a background and a shape other than the previous segment's, any colour
-    and motion, a uniform start position from which the whole motion stays inside the allowed area."""
+    and motion, the track centred in the frame (`start_position`)."""
     options = [
         x
         for x in all_combinations()
@@ -257,7 +258,7 @@ def _open_scene(rng, kind: str, frames: int, previous: SegmentSpec | None, allow
     if not options:
         raise ValueError("no allowed combination can open a scene; the combination set is too small")
     colour, shape, background, motion = _pick(rng, options)
-    positions = _track(_start_position(rng, motion, frames), motion, frames, first_step=0)
+    positions = _track(start_position(motion, frames), motion, frames, first_step=0)
     return SegmentSpec(kind, colour, shape, background, motion, positions)
 
 
@@ -278,8 +279,8 @@ def _continue_scene(rng, frames: int, previous: SegmentSpec, allowed) -> Segment
 
 
 def _memory_scene(rng, frames: int, history: list[SegmentSpec], allowed) -> SegmentSpec | None:
-    """A shape seen earlier (not the current one) comes back in its last-seen colour, still, at a uniform
-    position, on a background other than the current one; None when no such shape exists."""
+    """A shape seen earlier (not the current one) comes back in its last-seen colour, still, in the
+    centre, on a background other than the current one; None when no such shape exists."""
     current = history[-1]
     last_colour = {s.shape: s.colour for s in history}  # later segments overwrite earlier ones
     options = [
@@ -292,7 +293,7 @@ def _memory_scene(rng, frames: int, history: list[SegmentSpec], allowed) -> Segm
     if not options:
         return None
     colour, shape, background = _pick(rng, options)
-    positions = _track(_start_position(rng, STILL, frames), STILL, frames, first_step=0)
+    positions = _track(start_position(STILL, frames), STILL, frames, first_step=0)
     return SegmentSpec("memory", colour, shape, background, STILL, positions)
 
 
