@@ -63,6 +63,22 @@ def test_remat_keeps_names_and_gradients(cfg, single_thread):
         assert torch.equal(checkpointed(*inputs()), plain(*inputs()))
 
 
+def test_group_sizes_of_zero_turn_checkpointing_off(monkeypatch, single_thread):
+    calls = []
+    real = remat_module.checkpoint
+    monkeypatch.setattr(remat_module, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    plain = TTTVideoDiT.from_config(build_config("tiny"), seed=1)
+    model = TTTVideoDiT.from_config(build_config("tiny"), seed=1)
+    apply_remat(model, remat_cfg(group=0, scan=0))
+    assert all(m.scan_checkpoint_group_size is None for m in model.modules() if isinstance(m, TTTBase))
+    want, got = gradients(plain), gradients(model)
+    assert calls == []
+    assert all(torch.equal(got[name], want[name]) for name in want)  # the same operations in the same order
+    assert saved_bytes(model) == saved_bytes(plain)
+    with pytest.raises(ValueError, match="remat is already applied"):
+        apply_remat(model, remat_cfg(group=0, scan=0))
+
+
 def saved_bytes(model: TTTVideoDiT) -> int:
     """Bytes autograd keeps for backward outside checkpointed regions during one forward."""
     total = 0
@@ -110,8 +126,8 @@ def test_shard_transformer_inputs_is_reported_as_not_implemented():
     with pytest.raises(ValueError, match="remat is already applied"):
         apply_remat(model, cfg)
     fresh = TTTVideoDiT.from_config(build_config("tiny"), device="meta")
-    with pytest.raises(ValueError, match="transformer_checkpoint_layer_group_size must be an int >= 1"):
-        apply_remat(fresh, remat_cfg(group=0))
+    with pytest.raises(ValueError, match="transformer_checkpoint_layer_group_size must be an int >= 0"):
+        apply_remat(fresh, remat_cfg(group=-1))
 
 
 def test_tensor_parallel_partials_are_the_mlp_and_qk_norms():

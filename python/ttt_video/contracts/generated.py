@@ -486,14 +486,16 @@ FIELD_SCHEMAS = {
     "remat": {
         "transformer_checkpoint_layer_group_size": {
             "default": 1,
+            "description": "Layers per checkpointed group; 0 = no layer checkpointing (project setting, for small models)",
             "type": "integer",
-            "minimum": 1,
+            "minimum": 0,
             "maximum": 9007199254740991,
         },
         "scan_checkpoint_group_size": {
             "default": 16,
+            "description": "TTT mini-batches per checkpointed scan group; 0 = off (project setting, for small models)",
             "type": "integer",
-            "minimum": 1,
+            "minimum": 0,
             "maximum": 9007199254740991,
         },
         "forward_ssm": {

@@ -7,11 +7,13 @@ checkpoints, the optimiser's groups and the parallel plans see the same model wi
   layers under the same names, whose iteration (the DiT's ``for layer in self.layers``) yields one callable
   per group of ``transformer_checkpoint_layer_group_size`` layers that runs them under
   ``torch.utils.checkpoint`` (non-reentrant). Apply it after TP and FSDP, which iterate the layers.
+  A group size of 0 (a project setting for small models) iterates the plain layers: nothing is recomputed.
 * ``attention``: the block's ``attend`` (a method of the sequence-modelling block, not a module).
 * ``forward_ssm`` / ``reverse_ssm``: one direction of the TTT branch (the ``ssm`` module runs both
   directions; the direction is read from the pass plan's ``reverse`` flag).
 * ``mlp``: the layer's MLP call; ``seq_modeling_block``: attention and TTT together.
-* the TTT scan: ``TTTBase.scan_checkpoint_group_size = remat.scan_checkpoint_group_size`` mini-batches.
+* the TTT scan: ``TTTBase.scan_checkpoint_group_size = remat.scan_checkpoint_group_size`` mini-batches
+  (0: None, the scan keeps every mini-batch's activations).
 
 Each flag replaces the instance's bound method with a checkpointed one (``forward`` of a module,
 ``attend``, ``_mlp_forward``), so the module hooks of FSDP and TP still run. Checkpoints nest.
@@ -78,14 +80,17 @@ class LayerGroups(nn.ModuleList):
 
     def __iter__(self) -> Iterator[Any]:
         layers = list(self._modules.values())
+        if self.group_size == 0:
+            yield from layers
+            return
         for start in range(0, len(layers), self.group_size):
             yield _LayerGroup(layers[start : start + self.group_size])
 
 
 def _check_group_size(group_size: int) -> None:
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 0:
         raise ValueError(
-            f"remat.transformer_checkpoint_layer_group_size must be an int >= 1, got {group_size!r}"
+            f"remat.transformer_checkpoint_layer_group_size must be an int >= 0 (0: off), got {group_size!r}"
         )
 
 
@@ -104,7 +109,7 @@ def apply_remat(model: nn.Module, remat: Any) -> list[str]:
     _check_group_size(remat.transformer_checkpoint_layer_group_size)
     for module in model.modules():
         if isinstance(module, TTTBase):
-            module.scan_checkpoint_group_size = remat.scan_checkpoint_group_size
+            module.scan_checkpoint_group_size = remat.scan_checkpoint_group_size or None
     for layer in model.layers:
         block = layer.seq_modeling_block
         if remat.attention:

@@ -124,8 +124,12 @@ export const ParallelismSection = z.strictObject({
 })
 
 export const RematSection = z.strictObject({
-  transformer_checkpoint_layer_group_size: positiveInt().default(1),
-  scan_checkpoint_group_size: positiveInt().default(16),
+  transformer_checkpoint_layer_group_size: nonNegativeInt()
+    .default(1)
+    .describe('Layers per checkpointed group; 0 = no layer checkpointing (project setting, for small models)'),
+  scan_checkpoint_group_size: nonNegativeInt()
+    .default(16)
+    .describe('TTT mini-batches per checkpointed scan group; 0 = off (project setting, for small models)'),
   forward_ssm: z.boolean().default(false),
   reverse_ssm: z.boolean().default(false),
   attention: z.boolean().default(false),
