@@ -816,6 +816,7 @@ RULE_TABLES = {
             "text_dim": 32,
             "time_embed_dim": 32,
             "mini_batch_size": 16,
+            "sincos_pos_embedding": True,
         },
     },
 }
@@ -1156,6 +1157,7 @@ MODEL_PRESETS = {
         "text_dim": 32,
         "time_embed_dim": 32,
         "mini_batch_size": 16,
+        "sincos_pos_embedding": True,
     },
 }
 

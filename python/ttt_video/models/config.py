@@ -41,6 +41,9 @@ class DiTConfig:
     rope_theta: float = 10000.0
     ttt_rope_theta: float = 10000.0
     gating_alpha_init: float = 0.1
+    # Project switch, off in the 5B model and the reference: CogVideoX-2B-style fixed 3-D sin-cos position
+    # embeddings added to the video tokens (models/sincos.py), for tiny models trained briefly.
+    sincos_pos_embedding: bool = False
     # Faithfulness switches (spec 14.2): "reference" / True reproduce the research system.
     ttt_lr_alignment: str = "reference"  # spec 5.2 learning-rate misalignment | "aligned"
     reverse_pairing: str = "reference"  # spec 5.7 off-by-one reverse pairing | "aligned"

@@ -17,6 +17,7 @@ from torch import nn
 
 from .attention import AttentionPlan, LocalAttention, build_attention_plan
 from .config import DiTConfig, SequenceLayout, layout_of_inputs
+from .sincos import video_position_embedding
 from .ttt import (
     TTTMLP,
     TanhGate,
@@ -63,18 +64,25 @@ class SequencePlan:
 
 
 class PatchEmbedding(nn.Module):
-    """Per-frame 2x2 patches of the latents and a linear projection of the text embeddings."""
+    """Per-frame 2x2 patches of the latents and a linear projection of the text embeddings; with
+    `config.sincos_pos_embedding`, fixed sin-cos position embeddings added to the video tokens."""
 
-    def __init__(self, in_channels: int, patch_size: int, text_dim: int, dim: int) -> None:
+    def __init__(self, config: DiTConfig) -> None:
         super().__init__()
-        self.vid_proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
-        self.text_proj = nn.Linear(text_dim, dim)
+        size, dim = config.patch_size, config.model_dim
+        self.vid_proj = nn.Conv2d(config.in_channels, dim, kernel_size=size, stride=size)
+        self.text_proj = nn.Linear(config.text_dim, dim)
+        self.sincos = config.sincos_pos_embedding
+        self.segment = (config.frames_per_segment, config.prefix_frames)
 
     def forward(self, latents: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``latents (B, T, C, H, W)``, ``text (B, n, L, D_text)`` -> ``(B, T*h*w, D)``, ``(B, n*L, D)``."""
         batch, frames = latents.shape[:2]
         video = self.vid_proj(latents.flatten(0, 1))  # (B*T, D, h, w)
-        video = video.flatten(2).transpose(1, 2).reshape(batch, -1, video.shape[1])
+        (dim, h, w) = video.shape[1:]
+        video = video.flatten(2).transpose(1, 2).reshape(batch, -1, dim)
+        if self.sincos:
+            video = video + video_position_embedding(frames, h, w, dim, *self.segment).to(video)
         return video, self.text_proj(text).flatten(1, 2)
 
 
@@ -212,7 +220,7 @@ class TTTVideoDiT(nn.Module):
             nn.SiLU(),
             nn.Linear(config.time_embed_dim, config.time_embed_dim),
         )
-        self.patch_embedding = PatchEmbedding(config.in_channels, config.patch_size, config.text_dim, dim)
+        self.patch_embedding = PatchEmbedding(config)
         self.layers = nn.ModuleList(
             TransformerLayer(config, compile=compile) for _ in range(config.num_layers)
         )

@@ -11,8 +11,17 @@ export const MODEL_PRESETS = {
   // on the tiny 8x12 latent grid (8 + 13*24 = 320, 3*8 + 37*24 = 912).
   tiny: { model_dim: 64, num_heads: 2, num_layers: 2, text_dim: 32, time_embed_dim: 32, mini_batch_size: 16 },
   // The trained demo model (models/demo, docs/demo-world.md): trained on a CPU in minutes, so as small as
-  // the tiny one apart from its heads. Its bundle fixes its TTT mini-batch (16, text length 24).
-  demo: { model_dim: 64, num_heads: 2, num_layers: 2, text_dim: 32, time_embed_dim: 32, mini_batch_size: 16 },
+  // the tiny one. Its bundle fixes its TTT mini-batch (16, text length 24). Sin-cos position embeddings
+  // (a project switch, models/sincos.py): a tiny model trained briefly cannot find places by RoPE alone.
+  demo: {
+    model_dim: 64,
+    num_heads: 2,
+    num_layers: 2,
+    text_dim: 32,
+    time_embed_dim: 32,
+    mini_batch_size: 16,
+    sincos_pos_embedding: true,
+  },
 } as const
 
 /** Latent frames each `model.video_length` preset covers (reference-spec 1.2). */

@@ -126,7 +126,9 @@ export const ParallelismSection = z.strictObject({
 export const RematSection = z.strictObject({
   transformer_checkpoint_layer_group_size: nonNegativeInt()
     .default(1)
-    .describe('Layers per checkpointed group; 0 = no layer checkpointing (project setting, for small models)'),
+    .describe(
+      'Layers per checkpointed group; 0 = no layer checkpointing (project setting, for small models)',
+    ),
   scan_checkpoint_group_size: nonNegativeInt()
     .default(16)
     .describe('TTT mini-batches per checkpointed scan group; 0 = off (project setting, for small models)'),
