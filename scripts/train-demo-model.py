@@ -114,18 +114,11 @@ def train_model(
 
 
 def evaluate_models(work: Path, settings: recipe.Recipe) -> dict:
-    boards = evaluate.heldout_storyboards(settings.eval_videos, settings.seed + 2)
-    results = {}
-    for name, ssm in MODELS.items():
-        videos = evaluate.generate_videos(
-            boards,
-            work / f"bundle-{name}",
-            work / "eval" / name,
-            ssm_layer=ssm,
-            seed=settings.seed,
-        )
-        results[name] = evaluate.score_model(boards, videos)
-    (work / "eval" / "scores.json").write_text(json.dumps(results, indent=2) + "\n")
+    bundles = {name: work / f"bundle-{name}" for name in MODELS}
+    seed = settings.seed + 2
+    results = evaluate.evaluate_bundles(
+        bundles, settings.eval_videos, seed, work / "eval"
+    )
     table = evaluate.format_table(results)
     print(table + "\n\n" + evaluate.format_cuts(results), flush=True)
     return {name: r["summary"] for name, r in results.items()} | {"table": table}
@@ -158,15 +151,18 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or 'cpu'}), OMP_NUM_THREADS={threads}"
 
 
+def quick_recipe(seed: int) -> recipe.Recipe:
+    """A smoke run's settings: a few clips and steps everywhere."""
+    return replace(
+        recipe.Recipe(seed=seed), clips_3s=24, clips_9s=24, vae_clips=16, psnr_clips=2, eval_videos=4,
+        vae=(VAETraining(steps=10, batch=2, frames=1), VAETraining(steps=5, batch=1, crop=(32, 48))),
+    )  # fmt: skip
+
+
 def build(args: argparse.Namespace) -> None:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    settings = recipe.Recipe(seed=args.seed)
-    if args.quick:
-        settings = replace(
-            settings, clips_3s=24, clips_9s=24, vae_clips=16, psnr_clips=2, eval_videos=4,
-            vae=VAETraining(steps=20, batch=2, crop=(32, 48)),
-        )  # fmt: skip
+    settings = quick_recipe(args.seed) if args.quick else recipe.Recipe(seed=args.seed)
     stages = Stages(work, args.stop_after)
     parts = work / "parts"
     stages.run(

@@ -52,3 +52,27 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
         for packet in [*stream.encode(frame), *stream.encode()]:
             container.mux(packet)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ttt_video.demo.contact_sheet VIDEO OUT.png [--columns 6] [--zoom 2]`: one row per segment."""
+    import argparse
+
+    from .dataset import read_clip
+
+    parser = argparse.ArgumentParser(description="contact sheet of a demo-world video, one row per segment")
+    parser.add_argument("video", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--columns", type=int, default=6)
+    parser.add_argument("--zoom", type=int, default=2)
+    args = parser.parse_args(argv)
+    frames = read_clip(args.video)
+    if (len(frames) - 1) % 48:
+        parser.error(f"{args.video} has {len(frames)} frames; a demo-world video has 48n + 1")
+    write_png(args.out, contact_sheet(frames, (len(frames) - 1) // 48, args.columns, args.zoom))
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

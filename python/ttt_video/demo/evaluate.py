@@ -82,6 +82,32 @@ def generate_videos(
     return [run_dir / "run" / f"video-{k}" / "video.mp4" for k in range(len(storyboards))]
 
 
+def bundle_ssm_layer(bundle: str | os.PathLike) -> str:
+    """The `ssm_layer` a bundle was trained with, from its `bundle.json` ("ttt_mlp", "none", ...)."""
+    file = Path(bundle) / "bundle.json"
+    try:
+        return str(json.loads(file.read_text(encoding="utf-8"))["ssm_layer"])
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"{file}: cannot read the bundle's ssm_layer ({error}); is {bundle} a model bundle?"
+        ) from None
+
+
+def evaluate_bundles(
+    bundles: Mapping[str, str | os.PathLike], num_videos: int, seed: int, work: str | os.PathLike
+) -> dict:
+    """Generate `num_videos` held-out storyboards (seed `seed`) with every bundle (name -> folder) into
+    `work/<name>/` and score them: `{name: score_model(...)}`, also written to `work/scores.json`."""
+    work = Path(work)
+    boards = heldout_storyboards(num_videos, seed)
+    results = {}
+    for name, bundle in bundles.items():
+        videos = generate_videos(boards, bundle, work / name, ssm_layer=bundle_ssm_layer(bundle), seed=seed)
+        results[name] = score_model(boards, videos)
+    (work / "scores.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
 def score_model(storyboards: Sequence[Sequence[Mapping]], videos: Sequence[Path]) -> dict:
     """`{"summary": summarise_scores(...), "videos": [score_video(...) per video]}`."""
     scores = [score_video(board, read_clip(path)) for board, path in zip(storyboards, videos, strict=True)]

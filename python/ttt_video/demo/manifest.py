@@ -20,11 +20,10 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def bundle_files(folder: str | os.PathLike) -> list[str]:
-    """Every file under `folder` but the manifest, as sorted POSIX paths relative to it."""
+    """Every file under `folder` but its top-level manifest, as sorted POSIX paths relative to it."""
     folder = Path(folder)
-    return sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST
-    )
+    names = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return sorted(name for name in names if name != MANIFEST)
 
 
 def folder_bytes(folder: str | os.PathLike) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .dataset import write_dataset
@@ -35,7 +35,11 @@ class Recipe:
     seed: int = 0
     clips_3s: int = 300  # one-segment training clips (stage 3s)
     clips_9s: int = 500  # three-segment training clips (stage 9s)
-    vae: VAETraining = field(default_factory=lambda: VAETraining(steps=600, batch=4, kl_weight=1e-4))
+    # single frames first (fast: colours and shapes), then clips (the temporal layers)
+    vae: tuple[VAETraining, ...] = (
+        VAETraining(steps=1500, batch=8, frames=1, kl_weight=1e-4),
+        VAETraining(steps=400, batch=4, frames=9, kl_weight=1e-4, lr=1e-3),
+    )
     vae_clips: int = 200  # training clips the VAE sees (the first of each set)
     psnr_clips: int = 8  # held-out clips of 1 to 3 segments for the VAE's PSNR
     eval_videos: int = 32  # held-out 3-segment storyboards per model
@@ -84,15 +88,17 @@ def build_vae(recipe: Recipe, out_dir: Path, log: Callable[[str], None] = print)
     `{"psnr_db", "latent_std_folded", "seconds", "settings"}` (PSNR on held-out clips, after folding)."""
     started = time.perf_counter()
     vae = new_vae(seed=recipe.seed)
-    train_vae(vae, vae_training_clips(recipe), recipe.vae, log)
-    scale = fold_latent_scale(vae, vae_training_clips(recipe)[:: max(1, recipe.vae_clips // 16)])
+    clips = vae_training_clips(recipe)
+    for phase in recipe.vae:
+        train_vae(vae.train().requires_grad_(True), clips, phase, log)
+    scale = fold_latent_scale(vae, clips[:: max(1, recipe.vae_clips // 16)])
     psnr = reconstruction_psnr(vae, psnr_clips(recipe))
     save_vae(vae, out_dir, HEIGHT, WIDTH)
     report = {
         "psnr_db": round(psnr, 2),
         "latent_std_folded": round(scale, 4),
         "seconds": round(time.perf_counter() - started, 1),
-        "settings": asdict(recipe.vae),
+        "settings": [asdict(phase) for phase in recipe.vae],
     }
     log(f"vae: held-out PSNR {psnr:.2f} dB, latents divided by {scale:.4f}, {report['seconds']} s")
     return report

@@ -139,7 +139,7 @@ def train_vae(
         losses.append(float(loss.detach()))
         if step % 50 == 0 or step == settings.steps - 1:
             log(
-                f"vae step {step + 1}/{settings.steps}: mse {float(mse):.5f} kl {float(kl):.3f} "
+                f"vae step {step + 1}/{settings.steps}: mse {mse.item():.5f} kl {kl.item():.3f} "
                 f"({time.perf_counter() - started:.0f} s)"
             )
     vae.eval().requires_grad_(False)
