@@ -1,8 +1,8 @@
 // Fine-tuning from TypeScript: clips + annotations -> prepare() -> train() in two stages (3 s, then 9 s from
 // the 3 s checkpoint) -> exportBundle() -> generate() with the new bundle.
 //   npm run example examples/fine-tune.ts -- ANNOTATIONS.jsonl BUNDLE [STEPS]
-// Without arguments it fine-tunes the tiny demo model for a few steps on clips of the demo world
-// (docs/demo-world.md), on the CPU, in about a minute. With a converted CogVideoX-5b bundle, use a GPU
+// Without arguments it fine-tunes the shipped demo model (models/demo) a few steps further on new clips of
+// the demo world (docs/demo-world.md), on the CPU, in about a minute. With a converted CogVideoX-5b bundle, use a GPU
 // preset (e.g. `preset: 'ttt-mlp'`) and real step counts.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -41,14 +41,14 @@ const model = bundleArg || (await demoBundle())
 
 const runs = 'output/fine-tune/runs' // run directories: events, logs, checkpoints, loss curves
 const out = 'output/fine-tune/dataset'
-const prepared = await prepare({ annotations, out, model, preset: 'tiny/3s', outputDir: runs })
+const prepared = await prepare({ annotations, out, model, preset: 'demo/3s', outputDir: runs })
 for await (const event of prepared) show(event)
 console.log(`dataset: ${(await prepared.result).clips} clips`)
 
 const set = [`training.steps=${steps}`, 'training.warmup_steps=1', `checkpoint.interval=${steps}`]
 const run = await train({
   data: out,
-  preset: 'tiny',
+  preset: 'demo',
   stages: ['3s', '9s'],
   model,
   set,
@@ -62,7 +62,7 @@ for (const s of stages)
 const { bundle: tuned } = await exportBundle(stages.at(-1)!.checkpoint, 'output/fine-tune/bundle')
 const video = await generate([[{ text: 'A red circle moves up on a navy background.' }]], {
   model: tuned,
-  preset: 'tiny/3s',
+  preset: 'demo/3s',
   outputDir: 'output/fine-tune/videos',
 })
 console.log(`bundle ${tuned}; wrote ${(await video.result).videos[0]?.path}`)

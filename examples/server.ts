@@ -1,7 +1,7 @@
 // Starts the HTTP job service on a free loopback port and drives it through the typed client:
-// submit a job, follow its events, download the video, delete the job, then stop. Runs the tiny demo
-// model (random weights) on the CPU: a 9-second video of 3 scenes in 4 denoising steps. On two shared
-// CPU cores that took 15-23 s, 31 s the first time (which builds the demo bundle); most of it is starting
+// submit a job, follow its events, download the video, delete the job, then stop. Runs the demo
+// model (models/demo) on the CPU: a 9-second video of 3 scenes in 4 denoising steps. On two shared
+// CPU cores that took 15-23 s with the tiny random model this example used before; most of it is starting
 // Python, loading the text encoder and decoding 145 frames, and it takes longer when other work shares
 // the cores: the example prints its own time. With a converted bundle, pass `bundles: { cogvideox: PATH }`.
 //
@@ -36,9 +36,9 @@ try {
   const job = await client.submitJob({
     storyboards: [
       [
-        { text: 'Tom the cat chases Jerry the mouse across a sunny kitchen' },
-        { text: 'Jerry escapes into a hole in the wall', requires_scene_transition: true },
-        { text: 'Tom waits outside the hole, tail twitching' },
+        { text: 'A green square moves up on a black background.' },
+        { text: 'A white triangle moves left on a pink background.', requires_scene_transition: true },
+        { text: 'The square comes back on a grey background.', requires_scene_transition: true },
       ],
     ],
     overrides: { eval: { num_denoising_steps: 4 } },

@@ -44,7 +44,7 @@ export { type BundleReport, closeBridge, inspectBundle } from './python/bridge/i
 export { type DoctorReport, doctor } from './python/doctor.js'
 export { type SetupOptions, type SetupResult, setupRuntime } from './python/setup.js'
 export { type ConvertOptions, type ConvertResult, convert } from './runs/convert.js'
-export { demoBundle } from './runs/demo.js'
+export { demoBundle, tinyBundle } from './runs/demo.js'
 export { type ExportOptions, type ExportResult, exportBundle } from './runs/export.js'
 export { type ConfigOverrides, type GenerateOptions, generate } from './runs/generate.js'
 export type { RunOptions } from './runs/launch.js'

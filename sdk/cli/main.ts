@@ -15,8 +15,8 @@ function help(): string {
 Usage:
 ${COMMANDS.map((c) => `  ${c.usage.replace(/\n/g, '\n  ')}`).join('\n')}
 
-generate without --model runs the tiny demo model on the CPU; presets: ttt-mlp/9s, ttt-linear/3s,
-cogvideox/3s, tiny/9s, ... (configs/eval/). Ctrl-C cancels a run and keeps finished work.
+generate without --model runs the demo model (models/demo) on the CPU; presets: ttt-mlp/9s, ttt-linear/3s,
+cogvideox/3s, demo/9s, tiny/9s, ... (configs/eval/). Ctrl-C cancels a run and keeps finished work.
 
 Every command takes --verbose (stack traces on errors) and --help; the commands whose usage shows
 --json print machine-readable output with it, errors included. ttt-video --version prints the version.

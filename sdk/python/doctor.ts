@@ -111,7 +111,7 @@ function torchFindings(python: PythonDoctorReport, setup: string): DoctorFinding
   if (!python.torch.cuda_available)
     findings.push(
       note(
-        `no CUDA GPU visible to torch ${python.torch.version}: runs use the CPU, where only the tiny demo model is practical`,
+        `no CUDA GPU visible to torch ${python.torch.version}: runs use the CPU, where only the demo and tiny models are practical`,
         `on a GPU machine: ${setup} --cuda`,
       ),
     )

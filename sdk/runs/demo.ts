@@ -4,30 +4,48 @@ import { join, resolve } from 'node:path'
 import { VIDEO_LENGTH_FRAMES } from '../contracts/config/facts.js'
 import { readConfigFile } from '../contracts/config/load.js'
 import { type ConfigObject, mergeConfigObjects } from '../contracts/config/overrides.js'
-import { StoryboardError } from '../errors.js'
+import { StoryboardError, WeightsNotFoundError } from '../errors.js'
 import { callPython } from '../python/bridge/index.js'
+import { packageRoot } from '../python/paths.js'
 import { makeDirectory } from './output-dir.js'
 import { presetFile } from './presets.js'
 
-// The demo model: what `generate` runs when no model bundle is given.
+// The demo model (what `generate` runs when no model bundle is given): a tiny TTT-MLP model trained on the
+// synthetic demo world (docs/demo-world.md), shipped in models/demo. And the tiny random-weight bundle,
+// built into the cache, which tests and pipeline checks use because it needs no training.
 
 export const DEMO_SEED = 0
-const DEMO_BUNDLE_VERSION = 1
+const TINY_BUNDLE_VERSION = 1
 
-/** Where the demo bundle is cached: $TTT_VIDEO_CACHE or ~/.cache/ttt-video. */
+/** The shipped trained demo bundle: <package>/models/demo (see its manifest.json). */
+export function demoBundlePath(): string {
+  return join(packageRoot(), 'models', 'demo')
+}
+
+/** The trained demo bundle's path; a WeightsNotFoundError when the package lacks it. */
+export async function demoBundle(): Promise<string> {
+  const dir = demoBundlePath()
+  if (!existsSync(join(dir, 'bundle.json')))
+    throw new WeightsNotFoundError(
+      `the demo model is missing from ${dir}; reinstall ttt-video, or rebuild it with scripts/train-demo-model.py --out ${dir}`,
+    )
+  return dir
+}
+
+/** Where the tiny random bundle is cached: $TTT_VIDEO_CACHE or ~/.cache/ttt-video. */
 export function cacheDir(): string {
   return resolve(process.env.TTT_VIDEO_CACHE ?? join(homedir(), '.cache', 'ttt-video'))
 }
 
-export function demoBundlePath(): string {
-  return join(cacheDir(), `tiny-bundle-v${DEMO_BUNDLE_VERSION}-seed${DEMO_SEED}`)
+export function tinyBundlePath(): string {
+  return join(cacheDir(), `tiny-bundle-v${TINY_BUNDLE_VERSION}-seed${DEMO_SEED}`)
 }
 
-/** Builds (once) and returns the tiny random-weight demo bundle. */
-export async function demoBundle(venvDir?: string, onNotice?: (m: string) => void): Promise<string> {
-  const dir = demoBundlePath()
+/** Builds (once) and returns the tiny random-weight bundle (presets tiny/3s, tiny/9s). */
+export async function tinyBundle(venvDir?: string, onNotice?: (m: string) => void): Promise<string> {
+  const dir = tinyBundlePath()
   if (existsSync(join(dir, 'bundle.json'))) return dir
-  onNotice?.(`building the tiny demo bundle in ${dir} (once, a few seconds)`)
+  onNotice?.(`building the tiny random bundle in ${dir} (once, a few seconds)`)
   makeDirectory(cacheDir(), 'TTT_VIDEO_CACHE')
   await callPython(
     'ttt_video.demo.tiny_bundle.make_tiny_bundle',
@@ -37,17 +55,20 @@ export async function demoBundle(venvDir?: string, onNotice?: (m: string) => voi
   return dir
 }
 
-/** The tiny demo config for videos of n segments (3 s per segment). */
-export function demoConfig(n: number): ConfigObject {
-  const base = readConfigFile(presetFile(n === 3 ? 'tiny/9s' : 'tiny/3s'))
+/** The models that run without a bundle: the trained demo model and the tiny random one. */
+export type LocalModel = 'demo' | 'tiny'
+
+/** The config of a local model (presets demo/* or tiny/*) for videos of n segments (12n + 1 latent frames). */
+export function demoConfig(n: number, model: LocalModel = 'demo'): ConfigObject {
+  const base = readConfigFile(presetFile(`${model}/${n === 3 ? '9s' : '3s'}`))
   const frames = 12 * n + 1
   const length = Object.entries(VIDEO_LENGTH_FRAMES).find(([, f]) => f >= frames)?.[0]
   if (!length)
     throw new StoryboardError([
       { path: 'video[0]', message: `${n} segments is longer than the longest preset (63 s = 21 segments)` },
     ])
-  // 8 text tokens and 24 tokens per frame fill 16-token TTT mini-batches only for odd n (296n + 24);
-  // 8-token mini-batches fit every n.
+  // 24 tokens per latent frame and 24 (demo) or 8 (tiny) text tokens per segment fill 16-token TTT
+  // mini-batches only for odd n; 8-token mini-batches fit every n.
   const miniBatch = n % 2 === 1 ? {} : { mini_batch_size: 8 }
   return mergeConfigObjects(base, {
     eval: { sampling_num_frames: frames },

@@ -17,7 +17,7 @@ import {
 import { CancelledError, WeightsNotFoundError } from '../errors.js'
 import { type ResolvedLayout, resolveLayout } from '../launch/command.js'
 import type { Run } from '../launch/run.js'
-import { demoBundle, demoBundlePath, demoConfig } from './demo.js'
+import { demoBundle, demoConfig, tinyBundle, tinyBundlePath } from './demo.js'
 import { type DryRun, launchOptions, launchRun, type RunOptions } from './launch.js'
 import { makeDirectory, writeAtomic } from './output-dir.js'
 import { type ConfigSource, requestedConfig } from './requested-config.js'
@@ -70,18 +70,31 @@ async function resolveModel(
     checkBundle(bundle)
     return { bundle, demo: false, base: raw }
   }
-  // a file or preset describes a whole model (5B unless it says tiny); a config object only what it names
+  // a file or preset describes a whole model (5B unless it says demo or tiny); a config object only what
+  // it names
   const size = (base?.model as { size?: string } | undefined)?.size
   const named = typeof options.config === 'string' || options.preset !== undefined
-  if (base !== undefined && (named ? size !== 'tiny' : size !== undefined && size !== 'tiny'))
+  const local = size === 'demo' || size === 'tiny'
+  if (base !== undefined && !local && (named || size !== undefined))
     throw new WeightsNotFoundError(
-      'no model bundle: pass a model (--model BUNDLE, or checkpoint.model_dir) for this config, or leave out the config to run the tiny demo model',
+      'no model bundle: pass a model (--model BUNDLE, or checkpoint.model_dir) for this config, or leave out the config to run the demo model',
     )
-  options.onNotice?.(
-    'no model given: using the tiny demo model with RANDOM weights (the video shows the pipeline, not real content). Convert CogVideoX-5b with `ttt-video convert` and pass it with --model / { model } for real videos.',
-  )
-  const bundle = options.dryRun ? demoBundlePath() : await demoBundle(options.venvDir, options.onNotice)
-  return { bundle, demo: true, base: mergeConfigObjects(demoConfig(videos[0]?.length ?? 1), raw) }
+  const model = size === 'tiny' ? 'tiny' : 'demo'
+  options.onNotice?.(LOCAL_MODEL_NOTICES[model])
+  const bundle =
+    model === 'demo'
+      ? await demoBundle()
+      : options.dryRun
+        ? tinyBundlePath()
+        : await tinyBundle(options.venvDir, options.onNotice)
+  return { bundle, demo: true, base: mergeConfigObjects(demoConfig(videos[0]?.length ?? 1, model), raw) }
+}
+
+const REAL_VIDEOS =
+  'Convert CogVideoX-5b with `ttt-video convert`, fine-tune it (docs/training.md) and pass it with --model / { model } for real videos.'
+const LOCAL_MODEL_NOTICES = {
+  demo: `no model given: using the demo model, trained on the synthetic demo world (docs/demo-world.md: one coloured shape on a plain background per scene, described in that world's sentences). ${REAL_VIDEOS}`,
+  tiny: `no model given: using the tiny model with RANDOM weights (the video shows the pipeline, not content). ${REAL_VIDEOS}`,
 }
 
 /**

@@ -398,7 +398,7 @@ export interface components {
     }
     Bundle: {
       name: string
-      /** @description The tiny random-weight demo model (shows the pipeline, not real content) */
+      /** @description The shipped demo model (models/demo, trained on the synthetic demo world) */
       demo: boolean
     }
     DoctorReport: {

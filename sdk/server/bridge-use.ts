@@ -1,8 +1,7 @@
 import { closeBridge } from '../python/bridge/index.js'
 
 /**
- * The server's uses of the process's shared Python bridge: the doctor report, and building the demo
- * bundle. The bridge keeps a Python process (torch imported: hundreds of MiB) alive after a call, so the
+ * The server's uses of the process's shared Python bridge: the doctor report. The bridge keeps a Python process (torch imported: hundreds of MiB) alive after a call, so the
  * server closes it as soon as none of its uses is left, and on shutdown: an idle server holds no Python.
  */
 export class BridgeUses {

@@ -20,7 +20,7 @@ export interface ServerOptions {
   jobsDir?: string
   /**
    * Model bundles by name (a request names one); values are bundle folders, or `DEMO_BUNDLE` for the
-   * tiny random-weight demo model. Default `{ demo: DEMO_BUNDLE }`.
+   * shipped demo model (models/demo). Default `{ demo: DEMO_BUNDLE }`.
    */
   bundles?: Record<string, string>
   /** The bundle of requests that name none; default the first of `bundles`. */
@@ -62,7 +62,7 @@ export interface ServerOptions {
 }
 
 /** The options with every default filled in (a bad value was a RangeError): the job service's and HTTP's. */
-export interface ResolvedServerOptions extends Omit<JobServiceOptions, 'bridge'> {
+export interface ResolvedServerOptions extends JobServiceOptions {
   host: string
   port: number
   cors: string[]

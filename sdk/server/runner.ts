@@ -1,13 +1,10 @@
-import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs'
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs'
 import { setPriority } from 'node:os'
-import { join } from 'node:path'
 import { CancelledError, TttVideoError } from '../errors.js'
-import { demoBundle, demoBundlePath } from '../runs/demo.js'
 import { generate } from '../runs/generate.js'
-import type { BridgeUses } from './bridge-use.js'
 import type { Job } from './job.js'
 import { type JobRecord, type JobStore, processAlive } from './store.js'
-import { DEMO_BUNDLE, generateOptions, type Slot } from './validate.js'
+import { generateOptions, type Slot } from './validate.js'
 
 // One attempt of one job: generate() in the job's run directory, its events into the job, its outcome
 // into job.json.
@@ -18,7 +15,6 @@ export interface RunnerDeps {
   venvDir: string | undefined
   /** Niceness of the job processes (0: as the server's). */
   jobNice: number
-  bridge: BridgeUses
   onLog: (message: string) => void
 }
 
@@ -43,9 +39,6 @@ async function generateJob(job: Job, slot: Slot, signal: AbortSignal, log: Write
   if (bundlePath === undefined)
     throw new TttVideoError('CONFIG', `bundle "${input.bundle}" is not configured on this server`)
   const note = (message: string) => log.write(`note: ${message}\n`)
-  // Built here (once) rather than inside generate(), so that the bridge it needs is closed afterwards.
-  if (bundlePath === DEMO_BUNDLE && !existsSync(join(demoBundlePath(), 'bundle.json')))
-    await deps.bridge.run(() => demoBundle(deps.venvDir, note))
   const run = await generate(input.storyboards, {
     ...generateOptions(input, bundlePath, slot, deps.venvDir),
     runDir: deps.store.runDir(job.id),

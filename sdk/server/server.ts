@@ -66,7 +66,7 @@ function bind(http: Server, host: string, port: number): Promise<string> {
 /** The job service and the route table of a server, with the set of open event streams. */
 function assemble(o: ResolvedServerOptions) {
   const bridge = new BridgeUses()
-  const service = new JobService({ ...o, bridge })
+  const service = new JobService(o)
   const streams = new Set<() => void>()
   const table = routes({
     ...o,

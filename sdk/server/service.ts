@@ -1,4 +1,3 @@
-import type { BridgeUses } from './bridge-use.js'
 import { newJobId } from './ids.js'
 import { Job } from './job.js'
 import { HttpError } from './problem.js'
@@ -22,7 +21,6 @@ export interface JobServiceOptions {
   venvDir: string | undefined
   /** Niceness of the job processes (0: as the server's); they then leave the CPU to the HTTP side first. */
   jobNice: number
-  bridge: BridgeUses
   onLog: (message: string) => void
 }
 

@@ -17,7 +17,7 @@ import type { JobInput } from './store.js'
 // A request is checked in full before it is queued, as generate() checks it, so that a queued job fails
 // only for runtime reasons.
 
-/** A bundle value that runs the tiny random-weight demo model instead of a bundle folder. */
+/** A bundle value that runs the shipped demo model (models/demo) instead of a bundle folder. */
 export const DEMO_BUNDLE = 'builtin:demo'
 
 export interface Limits {
@@ -46,14 +46,17 @@ export interface ValidationContext {
   slot: Slot
 }
 
+const demoOnly = (bundle: string) =>
+  `bundle "${bundle}" is the demo model, which runs only the demo presets (demo/3s, demo/9s, or none) and model.size "demo"`
+
 /**
- * The overrides generate() gets. The demo bundle is the tiny model; without a preset (which names its own
+ * The overrides generate() gets. The demo bundle is the demo model; without a preset (which names its own
  * size) that is said explicitly, since generate() takes a config without a model bundle for one meant
  * for a real model.
  */
 function runOverrides(input: RequestedInput, demo: boolean): ConfigObject | undefined {
   if (!demo || input.preset !== undefined) return input.overrides
-  return mergeConfigObjects({ model: { size: 'tiny' } }, input.overrides)
+  return mergeConfigObjects({ model: { size: 'demo' } }, input.overrides)
 }
 
 /** The options of generate() for a job (the run directory and the signal are added when it runs). */
@@ -110,6 +113,13 @@ function serverIssues(request: JobRequest, ctx: ValidationContext): InputIssue[]
       path: 'bundle',
       message: `unknown bundle "${bundle}"; this server has ${Object.keys(ctx.bundles).join(', ')}`,
     })
+  else if (ctx.bundles[bundle] === DEMO_BUNDLE) {
+    const size = (request.overrides as { model?: { size?: unknown } } | undefined)?.model?.size
+    if (request.preset !== undefined && !request.preset.startsWith('demo/'))
+      issues.push({ path: 'preset', message: demoOnly(bundle) })
+    if (size !== undefined && size !== 'demo')
+      issues.push({ path: 'overrides.model.size', message: demoOnly(bundle) })
+  }
   return issues
 }
 
@@ -129,7 +139,7 @@ function requestError(e: unknown, input: RequestedInput, demo: boolean): unknown
     const issue = demo
       ? {
           path: input.preset !== undefined ? 'preset' : 'overrides.model.size',
-          message: `bundle "${input.bundle}" is the tiny demo model, which runs only the tiny presets (or none) and model.size "tiny"`,
+          message: demoOnly(input.bundle),
         }
       : {
           path: 'bundle',

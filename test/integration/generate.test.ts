@@ -12,7 +12,7 @@ import { generate } from '../../sdk/runs/generate.js'
 import { probe } from '../../sdk/video/index.js'
 import { alive, descendants, ROOT } from '../helpers.js'
 
-// Real Python, real torchrun, the tiny demo bundle: no mocks.
+// Real Python, real torchrun, the shipped demo model: no mocks.
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-generate-'))
 process.env.TTT_VIDEO_CACHE = join(tmp, 'cache')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
@@ -49,7 +49,7 @@ async function waitFor(run: Run<unknown>, predicate: (e: RunEvent) => boolean): 
 
 describe('generate()', () => {
   beforeAll(async () => {
-    // build the demo bundle once, outside the timed tests
+    // the shipped demo model, which runs when no model is given, is there
     await (await import('../../sdk/runs/demo.js')).demoBundle()
   })
 
@@ -110,7 +110,7 @@ describe('generate()', () => {
     const result = lines.at(-1)!
     expect(result.type).toBe('result')
     expect(result.videos?.map((v) => existsSync(v.path))).toEqual([true, true])
-    expect(r.stderr).toMatch(/RANDOM weights/)
+    expect(r.stderr).toMatch(/using the demo model, trained on the synthetic demo world/)
   })
 
   it('fails before any Python starts on a bad storyboard, config or bundle', async () => {

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readConfigFile } from '../../sdk/contracts/config/load.js'
-import { closeBridge } from '../../sdk/python/bridge/index.js'
 import { demoBundle } from '../../sdk/runs/demo.js'
 import { newJobId } from '../../sdk/server/ids.js'
 import {
@@ -19,7 +18,7 @@ import {
 import { probe } from '../../sdk/video/index.js'
 import { alive, descendants, ROOT } from '../helpers.js'
 
-// A real server on an ephemeral loopback port, real Python with the tiny demo bundle: no mocks.
+// A real server on an ephemeral loopback port, real Python with the shipped demo model: no mocks.
 const tmp = mkdtempSync(join(tmpdir(), 'ttt-server-'))
 process.env.TTT_VIDEO_CACHE = join(tmp, 'cache')
 const jobsDir = join(tmp, 'jobs')
@@ -120,8 +119,7 @@ function endedJob(dir: string, days: number): string {
 
 describe('the HTTP job service', () => {
   beforeAll(async () => {
-    await demoBundle() // once, outside the timed tests
-    await closeBridge() // built through this process's bridge: the doctor test counts bridges
+    await demoBundle() // the shipped demo model the 'demo' bundle runs is there
     await start({ onLog: (m) => logs.push(m) })
   })
   afterAll(async () => {

@@ -8,7 +8,7 @@ import type { RunEvent } from '../../sdk/contracts/events.js'
 import { ConfigError, DataError, WeightsNotFoundError } from '../../sdk/errors.js'
 import type { Run } from '../../sdk/launch/run.js'
 import { venvPython } from '../../sdk/python/paths.js'
-import { demoBundle } from '../../sdk/runs/demo.js'
+import { tinyBundle } from '../../sdk/runs/demo.js'
 import { exportBundle } from '../../sdk/runs/export.js'
 import { generate } from '../../sdk/runs/generate.js'
 import { prepare } from '../../sdk/runs/prepare.js'
@@ -37,7 +37,7 @@ async function collect(run: Run<unknown>): Promise<RunEvent[]> {
 
 describe('prepare(), train() and exportBundle()', () => {
   beforeAll(async () => {
-    bundle = await demoBundle()
+    bundle = await tinyBundle()
     // six clips of one segment (3 s) or three (9 s), with their annotations
     await execa(
       PYTHON,

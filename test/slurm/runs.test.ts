@@ -7,7 +7,7 @@ import type { RunEvent } from '../../sdk/contracts/events.js'
 import { CancelledError } from '../../sdk/errors.js'
 import type { Run } from '../../sdk/launch/run.js'
 import { venvPython } from '../../sdk/python/paths.js'
-import { demoBundle } from '../../sdk/runs/demo.js'
+import { tinyBundle } from '../../sdk/runs/demo.js'
 import { generate } from '../../sdk/runs/generate.js'
 import { prepare } from '../../sdk/runs/prepare.js'
 import type { SlurmOptions } from '../../sdk/runs/slurm.js'
@@ -40,7 +40,7 @@ function jobPythons(): number[] {
 describe('runs on Slurm', () => {
   beforeAll(async () => {
     cluster = await startSlurm()
-    bundle = await demoBundle()
+    bundle = await tinyBundle()
   })
   afterAll(async () => {
     await stopSlurm()

@@ -36,7 +36,7 @@ function days(value: unknown): number | undefined {
   return n
 }
 
-/** `--bundle NAME=PATH` flags; PATH `demo` is the tiny random-weight demo model. */
+/** `--bundle NAME=PATH` flags; PATH `demo` is the shipped demo model (models/demo). */
 function bundlesOf(values: string[] | undefined): Record<string, string> | undefined {
   if (!values || values.length === 0) return undefined
   const out: Record<string, string> = {}
