@@ -45,7 +45,12 @@ const prepared = await prepare({ annotations, out, model, preset: 'demo/3s', out
 for await (const event of prepared) show(event)
 console.log(`dataset: ${(await prepared.result).clips} clips`)
 
-const set = [`training.steps=${steps}`, 'training.warmup_steps=1', `checkpoint.interval=${steps}`]
+const set = [
+  `training.steps=${steps}`,
+  'training.warmup_steps=1',
+  'training.global_batch_size=4',
+  `checkpoint.interval=${steps}`,
+]
 const run = await train({
   data: out,
   preset: 'demo',
