@@ -214,22 +214,17 @@ def _corpus_sentences() -> list[str]:
     return [line.strip() for line in TINY_CORPUS.splitlines() if line.strip()]
 
 
-def train_tiny_spiece_model(num_pieces: int = TINY_TOKENIZER_PIECES) -> bytes:
-    """A T5-style SentencePiece unigram model (pad 0, </s> 1, <unk> 2, no <s>, nmt_nfkc) as bytes.
-
-    The corpus supports a few hundred pieces; for a larger `num_pieces` the trained model is padded with
-    filler pieces (`▁filler00000`, ... with the lowest scores) so that the id arithmetic of a real-size
-    vocabulary (32000 pieces) holds.
-    """
+def train_t5_spiece(sentences, vocab_size: int):
+    """A T5-style SentencePiece unigram model (pad 0, </s> 1, <unk> 2, no <s>) trained on `sentences`,
+    deterministic (one thread), as a parsed `ModelProto`."""
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2
 
-    trained_pieces = min(num_pieces, TINY_TOKENIZER_PIECES)
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus_sentences()),
+        sentence_iterator=iter(sentences),
         model_writer=buffer,
-        vocab_size=trained_pieces,
+        vocab_size=vocab_size,
         model_type="unigram",
         character_coverage=1.0,
         pad_id=0,
@@ -242,10 +237,24 @@ def train_tiny_spiece_model(num_pieces: int = TINY_TOKENIZER_PIECES) -> bytes:
         num_threads=1,
         minloglevel=2,
     )
-    if num_pieces == trained_pieces:
-        return buffer.getvalue()
     model = sentencepiece_model_pb2.ModelProto()
     model.ParseFromString(buffer.getvalue())
+    return model
+
+
+def train_tiny_spiece_model(num_pieces: int = TINY_TOKENIZER_PIECES) -> bytes:
+    """A T5-style SentencePiece unigram model (pad 0, </s> 1, <unk> 2, no <s>, nmt_nfkc) as bytes.
+
+    The corpus supports a few hundred pieces; for a larger `num_pieces` the trained model is padded with
+    filler pieces (`▁filler00000`, ... with the lowest scores) so that the id arithmetic of a real-size
+    vocabulary (32000 pieces) holds.
+    """
+    from sentencepiece import sentencepiece_model_pb2
+
+    trained_pieces = min(num_pieces, TINY_TOKENIZER_PIECES)
+    model = train_t5_spiece(_corpus_sentences(), trained_pieces)
+    if num_pieces == trained_pieces:
+        return model.SerializeToString()
     lowest = min(piece.score for piece in model.pieces)
     for i in range(num_pieces - trained_pieces):
         piece = model.pieces.add()

@@ -14,6 +14,7 @@ the same frames), so bundles, `model.scale_factor` and `eval.vae_scale_factor` a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -26,16 +27,10 @@ import torch
 from safetensors.torch import save_file
 
 from ..vae import CogVideoXVAE, VAEConfig, latent_windows
+from .tiny_parts import TINY_VAE_CONFIG
 
-DEMO_VAE_CONFIG = VAEConfig(
-    block_out_channels=(8, 16, 16, 16),
-    layers_per_block=1,
-    latent_channels=16,
-    out_channels=3,
-    norm_num_groups=4,
-    temporal_compression_ratio=4,
-    scaling_factor=1.0,
-)
+# the tiny bundle's VAE architecture; its latent scale is folded into the weights after training
+DEMO_VAE_CONFIG = dataclasses.replace(TINY_VAE_CONFIG, scaling_factor=1.0)
 PREPARE_WINDOW_FRAMES = 48  # `ttt-video prepare`'s default encode window
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 

@@ -9,10 +9,9 @@ Text outside the world still tokenizes (into characters), but the model never sa
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from .tiny_parts import make_t5_encoder, write_tokenizer_folder
+from .tiny_parts import make_t5_encoder, train_t5_spiece, write_tokenizer_folder
 from .world import BACKGROUND_COLOURS, MOTIONS, OBJECT_COLOURS, SHAPES
 
 WORLD_TEXT_DIM = 32  # T5 d_model = the DiT's text_dim
@@ -47,28 +46,9 @@ def train_world_spiece_model() -> bytes:
     A unigram model trained on the world's sentences spells rare words in characters, so after training
     every world word is added as a whole piece (`▁word`, score 0, above every trained piece): the Viterbi
     segmentation then always prefers the whole word."""
-    import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2
 
-    buffer = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(world_sentences()),
-        model_writer=buffer,
-        vocab_size=_BASE_PIECES,
-        model_type="unigram",
-        character_coverage=1.0,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        pad_piece="<pad>",
-        eos_piece="</s>",
-        unk_piece="<unk>",
-        num_threads=1,
-        minloglevel=2,
-    )
-    model = sentencepiece_model_pb2.ModelProto()
-    model.ParseFromString(buffer.getvalue())
+    model = train_t5_spiece(world_sentences(), _BASE_PIECES)
     present = {piece.piece for piece in model.pieces}
     for word in world_words():
         if f"\u2581{word}" not in present:
