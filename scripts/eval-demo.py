@@ -3,6 +3,7 @@
 
     npm run build && .venv/bin/python scripts/eval-demo.py                  # models/demo vs models/demo-baseline
     .venv/bin/python scripts/eval-demo.py --model mine=bundles/my-demo --videos 8
+    .venv/bin/python scripts/eval-demo.py --vae-only   # exact videos through each VAE: the ceiling
 
 Prints a Markdown table per model (background, object colour, shape and motion accuracy over segments;
 scene cuts detected within 3 frames of their boundary; spurious cuts; memory-segment accuracy), then the
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sheets", type=int, default=3, help="contact sheets per model"
     )
+    parser.add_argument(
+        "--vae-only",
+        action="store_true",
+        help="score each model's VAE reconstructions of the exact videos instead",
+    )
     args = parser.parse_args(argv)
     models = parse_models(args.model)
     for name, bundle in models.items():
@@ -71,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"model {name}: {bundle} is not a model bundle (no bundle.json)"
             )
     started = time.perf_counter()
-    results = evaluate.evaluate_bundles(models, args.videos, args.seed, args.work)
-    write_sheets(results, args.work, args.sheets)
+    if args.vae_only:
+        results = {
+            f"{name} VAE": evaluate.score_vae_reconstructions(b, args.videos, args.seed)
+            for name, b in models.items()
+        }
+    else:
+        results = evaluate.evaluate_bundles(models, args.videos, args.seed, args.work)
+        write_sheets(results, args.work, args.sheets)
     print(evaluate.format_table(results) + "\n\n" + evaluate.format_cuts(results))
     print(
         f"\n{args.videos} videos per model in {time.perf_counter() - started:.0f} s; details in {args.work}"

@@ -65,3 +65,12 @@ def test_demo_model_draws_the_first_segments_background(tmp_path):
     (video,) = (tmp_path / "out").rglob("video.mp4")
     detected = detect_video(read_clip(video), 1)["segments"][0]
     assert detected["background"] == "navy"
+
+
+def test_vae_reconstructions_are_scored_like_generated_videos():
+    """`eval-demo.py --vae-only`: the exact held-out videos through the shipped VAE keep their backgrounds."""
+    from ttt_video.demo.evaluate import score_vae_reconstructions
+
+    result = score_vae_reconstructions(BUNDLES[0], 1, 2)
+    assert result["summary"]["videos"] == 1 and result["summary"]["segments"] == 3
+    assert result["summary"]["accuracy"]["background"] == 1.0

@@ -25,10 +25,27 @@ EVAL_PRESET = "demo/9s"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
+def heldout_videos(num_videos: int, seed: int, segments: int = EVAL_SEGMENTS) -> list:
+    """`num_videos` videos (`VideoSpec`) of `segments` segments from the held-out combinations."""
+    return sample_videos(num_videos, seed, segments, EVAL_MIX, split="heldout")
+
+
 def heldout_storyboards(num_videos: int, seed: int, segments: int = EVAL_SEGMENTS) -> list[list[dict]]:
-    """`num_videos` storyboards of `segments` segments from the held-out combinations."""
-    videos = sample_videos(num_videos, seed, segments, EVAL_MIX, split="heldout")
-    return [video.storyboard() for video in videos]
+    """The storyboards of `heldout_videos`."""
+    return [video.storyboard() for video in heldout_videos(num_videos, seed, segments)]
+
+
+def score_vae_reconstructions(bundle: str | os.PathLike, num_videos: int, seed: int) -> dict:
+    """The ceiling a DiT on `bundle`'s VAE can reach: the held-out videos (as `evaluate_bundles` draws
+    them) rendered exactly, encoded and decoded as the pipeline does, scored like generated ones."""
+    from ..vae import CogVideoXVAE
+    from .vae_training import reconstruct
+    from .world import render_video
+
+    vae = CogVideoXVAE.from_pretrained(Path(bundle) / "vae", parts=("encoder", "decoder")).eval()
+    videos = heldout_videos(num_videos, seed)
+    scores = [score_video(v.storyboard(), reconstruct(vae, render_video(v))) for v in videos]
+    return {"summary": summarise_scores(scores), "videos": scores}
 
 
 def cli_command(root: Path = REPO_ROOT) -> list[str]:
