@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Rebuild the demo model from a seed: world data -> VAE -> T5 -> bundles -> `ttt-video prepare` ->
-`ttt-video train` (3 s then 9 s, TTT-MLP and the local-attention baseline with the same data and steps)
--> export -> evaluation -> the shipped bundles and their manifests.
+"""Rebuild the demo model from a seed: world data -> VAE -> T5 -> bundle -> `ttt-video prepare` ->
+`ttt-video train` of a local-attention model on 3 s clips -> TTT layers added to it (TTT-MLP) or not
+(the baseline) -> `ttt-video train` of both on 9 s clips (same data and steps) -> export -> evaluation ->
+the shipped bundles and their manifests.
 
     npm run build && OMP_NUM_THREADS=1 .venv/bin/python scripts/train-demo-model.py --work /tmp/demo-work
     ... --quick                  # a smoke run: few steps everywhere (minutes), nothing shipped unless --out
@@ -15,6 +16,7 @@ stage timings, the VAE's PSNR and the evaluation table of both models. See docs/
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -29,10 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from ttt_video.demo import evaluate, manifest, recipe
-from ttt_video.demo.model_bundle import write_initial_bundle
+from ttt_video.demo.model_bundle import with_ttt_layers, write_initial_bundle
 from ttt_video.demo.vae_training import VAETraining
+from ttt_video.models import TTTVideoDiT
 
-MODELS = {"ttt-mlp": "ttt_mlp", "baseline": "none"}  # name -> model.ssm_layer
+# name -> model.ssm_layer. "pretrain" is the local-attention model of the 3 s stage that both compared
+# models start from, as TTT-Video starts from CogVideoX
+MODELS = {"pretrain": "none", "ttt-mlp": "ttt_mlp", "baseline": "none"}
+COMPARED = ("ttt-mlp", "baseline")
 
 
 def log(message: str) -> None:
@@ -76,8 +82,9 @@ def cli(*args: str) -> None:
 
 
 def train_model(
-    work: Path, name: str, quick_steps: int | None, seed: int, procs: int
+    work: Path, name: str, stage: str, quick_steps: int | None, seed: int, procs: int
 ) -> None:
+    """`ttt-video train` of `init-NAME` on the `stage` preset (3s or 9s), exported to `bundle-NAME`."""
     ssm = MODELS[name]
     sets = [
         "--set",
@@ -100,7 +107,7 @@ def train_model(
         "--preset",
         "demo",
         "--stages",
-        "3s,9s",
+        stage,
         "--model",
         str(work / f"init-{name}"),
         "--run-dir",
@@ -113,8 +120,22 @@ def train_model(
     )
 
 
+def write_compared_bundles(work: Path, seed: int) -> None:
+    """`init-ttt-mlp` (the pretrained model with TTT layers added) and `init-baseline` (it as it is)."""
+    pretrained = TTTVideoDiT.from_pretrained(work / "bundle-pretrain")
+    bundle = work / "bundle-pretrain"
+    write_initial_bundle(
+        work / "init-ttt-mlp",
+        bundle,
+        "ttt_mlp",
+        seed,
+        dit=with_ttt_layers(pretrained, seed),
+    )
+    write_initial_bundle(work / "init-baseline", bundle, "none", seed, dit=pretrained)
+
+
 def evaluate_models(work: Path, settings: recipe.Recipe) -> dict:
-    bundles = {name: work / f"bundle-{name}" for name in MODELS}
+    bundles = {name: work / f"bundle-{name}" for name in COMPARED}
     seed = settings.seed + 2
     results = evaluate.evaluate_bundles(
         bundles, settings.eval_videos, seed, work / "eval"
@@ -159,6 +180,26 @@ def quick_recipe(seed: int) -> recipe.Recipe:
     )  # fmt: skip
 
 
+def prepare_dataset(stages: Stages, work: Path, procs: int) -> None:
+    """`ttt-video prepare` of the world data with the initial bundle's VAE and T5."""
+    stages.run(
+        "prepare",
+        work / "dataset" / "dataset.json",
+        lambda: cli(
+            "prepare",
+            str(work / "data" / "annotations.jsonl"),
+            "--out",
+            str(work / "dataset"),
+            "--model",
+            str(work / "init-pretrain"),
+            "--preset",
+            "demo/3s",
+            "--gpus",
+            str(procs),
+        ),
+    )
+
+
 def build(args: argparse.Namespace) -> None:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -176,37 +217,30 @@ def build(args: argparse.Namespace) -> None:
     stages.run(
         "text", parts / "tokenizer", lambda: recipe.build_text_encoder(settings, parts)
     )
-    for name, ssm in MODELS.items():
-        stages.run(
-            f"init-{name}",
-            work / f"init-{name}",
-            lambda n=name, s=ssm: (
-                write_initial_bundle(work / f"init-{n}", parts, s, settings.seed)
-                and None
-            ),
-        )
     stages.run(
-        "prepare",
-        work / "dataset" / "dataset.json",
-        lambda: cli(
-            "prepare",
-            str(work / "data" / "annotations.jsonl"),
-            "--out",
-            str(work / "dataset"),
-            "--model",
-            str(work / "init-ttt-mlp"),
-            "--preset",
-            "demo/3s",
-            "--gpus",
-            str(args.procs),
+        "init-pretrain",
+        work / "init-pretrain",
+        lambda: (
+            write_initial_bundle(work / "init-pretrain", parts, "none", settings.seed)
+            and None
         ),
     )
+    prepare_dataset(stages, work, args.procs)
     steps = 2 if args.quick else None
-    for name in MODELS:
+    train = functools.partial(
+        train_model, work, seed=settings.seed, quick_steps=steps, procs=args.procs
+    )
+    stages.run(
+        "train-pretrain", work / "bundle-pretrain", lambda: train("pretrain", "3s")
+    )
+    stages.run(
+        "init-compared",
+        work / "init-baseline",
+        lambda: write_compared_bundles(work, settings.seed),
+    )
+    for name in COMPARED:
         stages.run(
-            f"train-{name}",
-            work / f"bundle-{name}",
-            lambda n=name: train_model(work, n, steps, settings.seed, args.procs),
+            f"train-{name}", work / f"bundle-{name}", lambda n=name: train(n, "9s")
         )
     stages.run(
         "evaluate",
@@ -236,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stop-after",
         default=None,
-        help="end after this stage (data, vae, text, prepare, train-ttt-mlp, ...)",
+        help="end after this stage (data, vae, text, prepare, train-pretrain, train-ttt-mlp, ...)",
     )
     parser.add_argument(
         "--procs",

@@ -12,7 +12,7 @@ import torch
 from ttt_video.demo.contact_sheet import GAP, contact_sheet, sheet_frames, write_png
 from ttt_video.demo.evaluate import bundle_ssm_layer, cut_offsets, format_cuts, format_table
 from ttt_video.demo.manifest import MANIFEST, check_manifest, folder_bytes, sha256_file, write_manifest
-from ttt_video.demo.model_bundle import initial_dit
+from ttt_video.demo.model_bundle import initial_dit, with_ttt_layers
 
 # ---------------------------------------------------------------------------------------------- manifest
 
@@ -238,3 +238,20 @@ def test_initial_baseline_shares_weights(initial_dits):
     for name, p in baseline.named_parameters():
         if "adaLN_modulation" in name or name.startswith("final_layer.linear"):
             assert not p.any(), name
+
+
+def test_with_ttt_layers_keeps_the_pretrained_weights(initial_dits):
+    full, baseline = initial_dits
+    pretrained = initial_dit("none", 1)
+    with torch.no_grad():  # as if trained: adaLN and the final layer are no longer zero
+        for p in pretrained.parameters():
+            p.add_(0.01)
+    grown = with_ttt_layers(pretrained, 0)
+    assert grown.config.ssm_layer == "ttt_mlp" and set(grown.state_dict()) == set(full.state_dict())
+    grown_state, full_state = grown.state_dict(), full.state_dict()
+    for name, value in pretrained.state_dict().items():
+        assert torch.equal(grown_state[name], value), name
+    added = set(full_state) - set(baseline.state_dict())
+    assert added and all(torch.equal(grown_state[n], full_state[n]) for n in added)
+    with pytest.raises(ValueError, match="already has TTT layers"):
+        with_ttt_layers(full, 0)

@@ -67,8 +67,8 @@ export function demoConfig(n: number, model: LocalModel = 'demo'): ConfigObject 
     throw new StoryboardError([
       { path: 'video[0]', message: `${n} segments is longer than the longest preset (63 s = 21 segments)` },
     ])
-  // 24 tokens per latent frame and 24 (demo) or 8 (tiny) text tokens per segment fill 16-token TTT
-  // mini-batches only for odd n; 8-token mini-batches fit every n.
+  // 24 tokens per latent frame and 24 (demo) or 8 (tiny) text tokens per segment fill the presets' TTT
+  // mini-batches (48 demo, 16 tiny) only for odd n; 8-token mini-batches fit every n.
   const miniBatch = n % 2 === 1 ? {} : { mini_batch_size: 8 }
   return mergeConfigObjects(base, {
     eval: { sampling_num_frames: frames },

@@ -10,6 +10,7 @@ TTT layers and gates.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from ..contracts.bundle import write_bundle_info
 from ..models import TTTVideoDiT, build_config
 
 DEMO_SIZE = "demo"
-# The demo's TTT mini-batch: 24 text tokens and a 4 x 6 patch grid give 24n + 24(12n + 1) = 312n + 24
-# tokens, a multiple of 16 for an odd number of segments n (8 fits every n).
-DEMO_MINI_BATCH = 16
+# The demo's TTT mini-batch: 24 text tokens and a 4 x 6 patch grid give 24n + 24(12n + 1) = 24(13n + 1)
+# tokens, a multiple of 48 for an odd number of segments n (as of 16; 8 fits every n).
+DEMO_MINI_BATCH = 48
 
 
 def demo_dit_config(ssm_layer: str, size: str = DEMO_SIZE):
@@ -45,15 +46,30 @@ def initial_dit(ssm_layer: str, seed: int, size: str = DEMO_SIZE) -> TTTVideoDiT
     return model
 
 
+def with_ttt_layers(pretrained: TTTVideoDiT, seed: int) -> TTTVideoDiT:
+    """The local-attention DiT `pretrained` with TTT-MLP layers added, as TTT-Video adds them to
+    CogVideoX: every weight it has is kept, the TTT layers and their gates get `initial_dit`'s values."""
+    if pretrained.config.has_ttt:
+        raise ValueError("with_ttt_layers: the model already has TTT layers (ssm_layer must be 'none')")
+    config = dataclasses.replace(pretrained.config, ssm_layer="ttt_mlp")
+    model = TTTVideoDiT(config, seed=seed)
+    state = model.state_dict()
+    state.update(pretrained.state_dict())
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 def write_initial_bundle(
     out: str | Path,
     parts: str | Path,
     ssm_layer: str,
     seed: int,
     size: str = DEMO_SIZE,
+    dit: TTTVideoDiT | None = None,
 ) -> Path:
-    """A bundle in `out` with `vae/`, `text_encoder/` and `tokenizer/` copied from the folder `parts` and
-    a fresh `transformer/` (`initial_dit`), `bundle.json` with latent scale 1.0. Replaces `out`."""
+    """A bundle in `out` with `vae/`, `text_encoder/` and `tokenizer/` copied from the folder `parts` (a
+    bundle or the recipe's parts folder) and `transformer/`: `dit`, or a fresh one (`initial_dit`);
+    `bundle.json` with latent scale 1.0. Replaces `out`."""
     out, parts = Path(out), Path(parts)
     missing = [p for p in ("vae", "text_encoder", "tokenizer") if not (parts / p).is_dir()]
     if missing:
@@ -64,12 +80,13 @@ def write_initial_bundle(
     shutil.rmtree(partial, ignore_errors=True)
     for part in ("vae", "text_encoder", "tokenizer"):
         shutil.copytree(parts / part, partial / part)
-    initial_dit(ssm_layer, seed, size).save_pretrained(partial / "transformer")
+    dit = initial_dit(ssm_layer, seed, size) if dit is None else dit
+    dit.save_pretrained(partial / "transformer")
     write_bundle_info(
         partial,
         latent_scale=1.0,
-        source=f"demo world, initial weights (seed {seed}) before training",
-        ssm_layer=ssm_layer,
+        source=f"demo world, initial weights (seed {seed}) before this stage's training",
+        ssm_layer=dit.config.ssm_layer,
         seed=seed,
     )
     shutil.rmtree(out, ignore_errors=True)

@@ -33,8 +33,8 @@ class Recipe:
     """Everything the demo model is built from, apart from the DiT presets."""
 
     seed: int = 0
-    clips_3s: int = 300  # one-segment training clips (stage 3s)
-    clips_9s: int = 500  # three-segment training clips (stage 9s)
+    clips_3s: int = 1000  # one-segment training clips (stage 3s): combinations generalise with more
+    clips_9s: int = 300  # three-segment training clips (stage 9s)
     # single frames first (fast: colours and shapes), then clips (the temporal layers)
     vae: tuple[VAETraining, ...] = (
         VAETraining(steps=1500, batch=8, frames=1, kl_weight=1e-4),
