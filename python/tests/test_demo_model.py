@@ -51,10 +51,10 @@ def test_demo_storyboards_follow_the_world():
     assert {"cut", "memory", "continue"} <= kinds
 
 
-def test_demo_model_draws_the_first_segments_background(tmp_path):
-    """One 3-second video from the shipped model: the detectors find the background the text asks for.
-    The object colour is not checked: this model does not draw objects yet (its scores over held-out
-    storyboards, and why, are in docs/benchmarks.md)."""
+def test_demo_model_draws_the_first_segments_colours(tmp_path):
+    """One 3-second video from the shipped model: the detectors find the background and the object colour
+    the text asks for. (Over held-out storyboards the model gets the object colour right in about half of
+    the segments, docs/benchmarks.md; this board gave yellow on navy with seeds 0, 1 and 2.)"""
     board = [{"text": "A yellow circle stays still on a navy background."}]
     (tmp_path / "board.json").write_text(json.dumps([board]))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python"), "OMP_NUM_THREADS": "1"}
@@ -64,7 +64,7 @@ def test_demo_model_draws_the_first_segments_background(tmp_path):
     subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
     (video,) = (tmp_path / "out").rglob("video.mp4")
     detected = detect_video(read_clip(video), 1)["segments"][0]
-    assert detected["background"] == "navy"
+    assert (detected["background"], detected["colour"]) == ("navy", "yellow")
 
 
 def test_vae_reconstructions_are_scored_like_generated_videos():
