@@ -31,7 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from ttt_video.demo import evaluate, manifest, recipe
-from ttt_video.demo.model_bundle import with_ttt_layers, write_initial_bundle
+from ttt_video.demo.model_bundle import (
+    initial_dit,
+    with_ttt_layers,
+    write_initial_bundle,
+)
 from ttt_video.demo.vae_training import VAETraining
 from ttt_video.models import TTTVideoDiT
 
@@ -122,16 +126,12 @@ def train_model(
 
 def write_compared_bundles(work: Path, seed: int) -> None:
     """`init-ttt-mlp` (the pretrained model with TTT layers added) and `init-baseline` (it as it is)."""
-    pretrained = TTTVideoDiT.from_pretrained(work / "bundle-pretrain")
     bundle = work / "bundle-pretrain"
+    pretrained = TTTVideoDiT.from_pretrained(bundle)
     write_initial_bundle(
-        work / "init-ttt-mlp",
-        bundle,
-        "ttt_mlp",
-        seed,
-        dit=with_ttt_layers(pretrained, seed),
+        work / "init-ttt-mlp", bundle, with_ttt_layers(pretrained, seed), seed
     )
-    write_initial_bundle(work / "init-baseline", bundle, "none", seed, dit=pretrained)
+    write_initial_bundle(work / "init-baseline", bundle, pretrained, seed)
 
 
 def evaluate_models(work: Path, settings: recipe.Recipe) -> dict:
@@ -221,7 +221,12 @@ def build(args: argparse.Namespace) -> None:
         "init-pretrain",
         work / "init-pretrain",
         lambda: (
-            write_initial_bundle(work / "init-pretrain", parts, "none", settings.seed)
+            write_initial_bundle(
+                work / "init-pretrain",
+                parts,
+                initial_dit("none", settings.seed),
+                settings.seed,
+            )
             and None
         ),
     )

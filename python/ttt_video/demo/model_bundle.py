@@ -5,7 +5,8 @@ The DiT starts as in DiT (Peebles & Xie): PyTorch's default initialisation (`TTT
 with every adaLN modulation and the final projection set to zero ("adaLN-Zero"), so each block starts
 as the identity and the first prediction is 0. The TTT-MLP bundle and the local-attention baseline
 (`ssm_layer = "none"`) share every weight they both have: the baseline is the TTT-MLP model without its
-TTT layers and gates.
+TTT layers and gates. `with_ttt_layers` adds those layers to a trained local-attention model, as
+TTT-Video adds them to CogVideoX.
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from ..contracts.bundle import write_bundle_info
 from ..models import TTTVideoDiT, build_config
 
 DEMO_SIZE = "demo"
-# The demo's TTT mini-batch: 24 text tokens and a 4 x 6 patch grid give 24n + 24(12n + 1) = 24(13n + 1)
-# tokens, a multiple of 48 for an odd number of segments n (as of 16; 8 fits every n).
-DEMO_MINI_BATCH = 48
 
 
 def demo_dit_config(ssm_layer: str, size: str = DEMO_SIZE):
-    """The demo DiT's architecture (`model.size` preset `size`) with `ssm_layer` ("ttt_mlp" or "none")."""
-    return build_config(size, ssm_layer=ssm_layer, mini_batch_size=DEMO_MINI_BATCH)
+    """The demo DiT's architecture (`model.size` preset `size`, its TTT mini-batch included) with
+    `ssm_layer` ("ttt_mlp" or "none")."""
+    return build_config(size, ssm_layer=ssm_layer)
 
 
 def initial_dit(ssm_layer: str, seed: int, size: str = DEMO_SIZE) -> TTTVideoDiT:
@@ -59,17 +58,10 @@ def with_ttt_layers(pretrained: TTTVideoDiT, seed: int) -> TTTVideoDiT:
     return model
 
 
-def write_initial_bundle(
-    out: str | Path,
-    parts: str | Path,
-    ssm_layer: str,
-    seed: int,
-    size: str = DEMO_SIZE,
-    dit: TTTVideoDiT | None = None,
-) -> Path:
+def write_initial_bundle(out: str | Path, parts: str | Path, dit: TTTVideoDiT, seed: int) -> Path:
     """A bundle in `out` with `vae/`, `text_encoder/` and `tokenizer/` copied from the folder `parts` (a
-    bundle or the recipe's parts folder) and `transformer/`: `dit`, or a fresh one (`initial_dit`);
-    `bundle.json` with latent scale 1.0. Replaces `out`."""
+    bundle or the recipe's parts folder), `transformer/` = `dit` (drawn from `seed`) and `bundle.json`
+    with latent scale 1.0: where a training stage starts. Replaces `out`."""
     out, parts = Path(out), Path(parts)
     missing = [p for p in ("vae", "text_encoder", "tokenizer") if not (parts / p).is_dir()]
     if missing:
@@ -80,7 +72,6 @@ def write_initial_bundle(
     shutil.rmtree(partial, ignore_errors=True)
     for part in ("vae", "text_encoder", "tokenizer"):
         shutil.copytree(parts / part, partial / part)
-    dit = initial_dit(ssm_layer, seed, size) if dit is None else dit
     dit.save_pretrained(partial / "transformer")
     write_bundle_info(
         partial,
