@@ -10,10 +10,13 @@ import torch
 
 from ttt_video.demo.tiny_parts import write_tokenizer_folder
 from ttt_video.demo.vae_training import (
+    CROP_JITTER,
     VAETraining,
+    draw_snippets,
     fold_latent_scale,
     frames_to_tensor,
     new_vae,
+    object_crop_origin,
     object_weights,
     posterior_means,
     psnr,
@@ -148,6 +151,35 @@ def test_train_vae_two_steps(world_clip):
     assert not vae.training and all(not m.training for m in vae.modules())
     assert all(not p.requires_grad for p in vae.parameters())
     assert any(not torch.equal(v, initial[k]) for k, v in vae.state_dict().items())
+
+
+def _object_pixels(snippet: np.ndarray) -> int:
+    return int((snippet != snippet[:, :1, :1]).any(axis=-1).sum())
+
+
+def test_object_crops_hold_the_whole_object(world_clip):
+    """Each object-centred crop sits on the 8 px grid inside the frame with its centre within CROP_JITTER
+    px (plus 4 px of snapping to the grid) of the object's centre, so it keeps most of the 18 px object."""
+    rng = np.random.default_rng(0)
+    for start in range(0, len(world_clip) - 9, 8):
+        snippet = world_clip[start : start + 9]
+        y, x = object_crop_origin(snippet, (32, 32), rng)
+        assert y % 8 == 0 and x % 8 == 0 and 0 <= y <= 64 - 32 and 0 <= x <= 96 - 32
+        ys, xs = np.nonzero((snippet != snippet[:, :1, :1]).any(axis=-1).any(axis=0))
+        assert abs(y + 16 - ys.mean()) <= CROP_JITTER + 4 and abs(x + 16 - xs.mean()) <= CROP_JITTER + 4
+    settings = VAETraining(batch=6, frames=1, crop=(32, 32), crop_object=True)
+    snippets = draw_snippets([world_clip], settings, np.random.default_rng(1))
+    assert snippets.shape == (6, 1, 32, 32, 3)
+    whole = _object_pixels(world_clip[:1])  # the object is never at the frame's border
+    assert all(_object_pixels(s) >= 0.6 * whole for s in snippets)
+
+
+def test_object_crop_of_a_plain_snippet_is_central():
+    plain = np.full((5, 64, 96, 3), 20, dtype=np.uint8)
+    origins = {object_crop_origin(plain, (32, 32), np.random.default_rng(k)) for k in range(20)}
+    assert all(
+        abs(y + 16 - 32) <= CROP_JITTER + 4 and abs(x + 16 - 48) <= CROP_JITTER + 4 for y, x in origins
+    )
 
 
 # -------------------------------------------------------------------------------------------- world_text

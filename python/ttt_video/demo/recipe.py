@@ -35,10 +35,13 @@ class Recipe:
     seed: int = 0
     clips_3s: int = 1000  # one-segment training clips (stage 3s): combinations generalise with more
     clips_9s: int = 300  # three-segment training clips (stage 9s)
-    # single frames first (fast: colours and shapes), then clips (the temporal layers)
+    # 32 x 32 crops on the object (the background is easy; a crop costs a sixth of a frame), single
+    # frames first (fast: colours and shapes), then 9-frame snippets (the temporal layers), then whole
+    # frames briefly (the frame's borders)
     vae: tuple[VAETraining, ...] = (
-        VAETraining(steps=1500, batch=8, frames=1, kl_weight=1e-4),
-        VAETraining(steps=400, batch=4, frames=9, kl_weight=1e-4, lr=1e-3),
+        VAETraining(steps=1500, batch=32, frames=1, crop=(32, 32), crop_object=True, kl_weight=1e-4),
+        VAETraining(steps=600, batch=16, frames=9, crop=(32, 32), crop_object=True, kl_weight=1e-4, lr=1e-3),
+        VAETraining(steps=100, batch=4, frames=9, kl_weight=1e-4, lr=3e-4),
     )
     vae_clips: int = 200  # training clips the VAE sees (the first of each set)
     psnr_clips: int = 8  # held-out clips of 1 to 3 segments for the VAE's PSNR

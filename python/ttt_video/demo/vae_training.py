@@ -29,20 +29,26 @@ from safetensors.torch import save_file
 from ..vae import CogVideoXVAE, VAEConfig, latent_windows
 from .tiny_parts import TINY_VAE_CONFIG
 
-# the tiny bundle's VAE architecture; its latent scale is folded into the weights after training
-DEMO_VAE_CONFIG = dataclasses.replace(TINY_VAE_CONFIG, scaling_factor=1.0)
+# the tiny bundle's VAE architecture with 16 channels at full resolution (8 drew the 18 px shapes too
+# blurred to tell apart); its latent scale is folded into the weights after training
+DEMO_VAE_CONFIG = dataclasses.replace(
+    TINY_VAE_CONFIG, block_out_channels=(16, 16, 16, 16), scaling_factor=1.0
+)
+CROP_JITTER = 8  # px: an object-centred crop's centre moves up to this far from the object's centre
 PREPARE_WINDOW_FRAMES = 48  # `ttt-video prepare`'s default encode window
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
 
 @dataclass(frozen=True)
 class VAETraining:
-    """Settings of `train_vae`. `crop` (height, width), multiples of 8, or None for whole frames."""
+    """Settings of `train_vae`. `crop` (height, width), multiples of 8, or None for whole frames; with
+    `crop_object` each crop is centred on the snippet's object (random places otherwise)."""
 
     steps: int = 600
     batch: int = 4
     frames: int = 9  # 4k + 1
     crop: tuple[int, int] | None = None
+    crop_object: bool = False
     lr: float = 3e-3
     kl_weight: float = 1e-3
     object_weight: float = 1.0  # loss weight of pixels that differ from the frame's corner (the object)
@@ -66,8 +72,25 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 4, 1).numpy()
 
 
+def object_crop_origin(
+    snippet: np.ndarray, crop: tuple[int, int], rng: np.random.Generator
+) -> tuple[int, int]:
+    """Top-left `(y, x)`, multiples of 8, of a `crop` (height, width) of `snippet` `(F, H, W, 3)` centred on
+    its object: the mean place of the pixels that differ from their frame's top-left pixel (the world's
+    border is always background), moved by up to CROP_JITTER px; the frame's centre when there is none."""
+    h, w = crop
+    height, width = snippet.shape[1:3]
+    ys, xs = np.nonzero((snippet != snippet[:, :1, :1]).any(axis=-1).any(axis=0))
+    cy, cx = (ys.mean(), xs.mean()) if len(ys) else (height / 2, width / 2)
+    jitter = rng.integers(-CROP_JITTER, CROP_JITTER + 1, size=2)
+    y = np.clip(round((cy - h / 2 + jitter[0]) / 8), 0, (height - h) // 8)
+    x = np.clip(round((cx - w / 2 + jitter[1]) / 8), 0, (width - w) // 8)
+    return int(y) * 8, int(x) * 8
+
+
 def draw_snippets(clips: Sequence[np.ndarray], settings: VAETraining, rng: np.random.Generator) -> np.ndarray:
-    """`(batch, frames, h, w, 3)` uint8: random time windows (and crops at multiples of 8) of random clips."""
+    """`(batch, frames, h, w, 3)` uint8: random time windows (and crops at multiples of 8, at random places
+    or on the object) of random clips."""
     snippets = []
     for _ in range(settings.batch):
         clip = clips[int(rng.integers(len(clips)))]
@@ -75,8 +98,11 @@ def draw_snippets(clips: Sequence[np.ndarray], settings: VAETraining, rng: np.ra
         snippet = clip[start : start + settings.frames]
         if settings.crop is not None:
             h, w = settings.crop
-            y = int(rng.integers(0, (clip.shape[1] - h) // 8 + 1)) * 8
-            x = int(rng.integers(0, (clip.shape[2] - w) // 8 + 1)) * 8
+            if settings.crop_object:
+                y, x = object_crop_origin(snippet, settings.crop, rng)
+            else:
+                y = int(rng.integers(0, (clip.shape[1] - h) // 8 + 1)) * 8
+                x = int(rng.integers(0, (clip.shape[2] - w) // 8 + 1)) * 8
             snippet = snippet[:, y : y + h, x : x + w]
         snippets.append(snippet)
     return np.stack(snippets)
