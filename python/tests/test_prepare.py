@@ -149,6 +149,10 @@ def test_stored_moments_and_text_equal_an_independent_encode(prepared, tiny_bund
         )
         text = t5.encode(segment_prompts(a.segments).prompts, 8)
         torch.testing.assert_close(load_file(str(out / entry["text"]))["text"], text, atol=1e-6, rtol=0)
+    # the null text of text dropout: T5 of the empty prompt, as sampling's unconditional branch encodes it
+    null_text = load_file(str(out / "null_text.safetensors"))["text"]
+    torch.testing.assert_close(null_text, t5.encode([""], 8), atol=1e-6, rtol=0)
+    assert null_text.shape == (1, 8, 32) and null_text.abs().max() > 0.1
 
 
 def _annotation_file(tmp_path: Path, cases: list[dict]) -> Path:

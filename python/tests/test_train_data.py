@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from test_train_loop import write_dataset, write_run
 
 from ttt_video.contracts.config import load_config
@@ -85,10 +85,50 @@ def test_latents_are_posterior_samples_times_the_scale(tmp_path, cfg_of):
 
 
 def test_text_dropout_one_zeroes_every_text(tmp_path, cfg_of):
-    cfg = cfg_of(write_dataset(tmp_path / "data", dtype=torch.bfloat16), training={"text_dropout": 1.0})
+    training = {"text_dropout": 1.0, "null_text": "zeros"}
+    cfg = cfg_of(write_dataset(tmp_path / "data", dtype=torch.bfloat16), training=training)
     data = open_dataset(cfg)
     batch = draw_batch(data, data.clips[:2], cfg, step=0, dp_rank=0, dp_world=1)
     assert batch.text.dtype == torch.bfloat16 and not batch.text.any()
+
+
+def test_text_dropout_to_the_empty_prompt_uses_the_datasets_null_text(tmp_path, cfg_of):
+    """The default null text: every segment of a dropped sample becomes prepare's T5("")."""
+    root = write_dataset(tmp_path / "data", segments=2)
+    two_segments = {
+        "eval": {"sampling_num_frames": 25},
+        "model": {"video_length": "9sec", "mini_batch_size": 4},
+    }
+    cfg = cfg_of(root, training={"text_dropout": 1.0}, **two_segments)
+    data = open_dataset(cfg)
+    expected = load_file(str(root / "null_text.safetensors"))["text"]
+    batch = draw_batch(data, data.clips[:2], cfg, step=0, dp_rank=0, dp_world=1)
+    assert batch.text.shape == (2, 2, *expected.shape[1:])
+    assert all(torch.equal(batch.text[b, k], expected[0]) for b in range(2) for k in range(2))
+    kept_cfg = cfg_of(root, training={"text_dropout": 0.0}, **two_segments)
+    kept = draw_batch(data, data.clips[:1], kept_cfg, step=0, dp_rank=0, dp_world=1)
+    assert torch.equal(kept.text[0], data.load_clip(data.clips[0])[1])
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: f.unlink(), "not found"),
+        (lambda f: f.write_bytes(b"not safetensors"), "cannot read"),
+        (lambda f: save_file({"text": torch.zeros(1, 3, 5)}, str(f)), "has shape (1, 3, 5)"),
+    ],
+)
+def test_a_missing_or_bad_null_text_is_named_with_the_fix(tmp_path, cfg_of, damage, message):
+    root = write_dataset(tmp_path / "data")
+    damage(root / "null_text.safetensors")
+    with pytest.raises(DataError) as error:
+        open_dataset(cfg_of(root, training={"text_dropout": 0.1}))
+    text = str(error.value)
+    assert "null_text.safetensors" in text and message in text and "ttt-video prepare" in text
+    assert 'training.null_text = "zeros"' in text
+    # nothing is needed from the file when nothing is dropped, or dropped to zeros
+    assert open_dataset(cfg_of(root, training={"text_dropout": 0.0})).null_text is None
+    assert open_dataset(cfg_of(root, training={"null_text": "zeros"})).null_text is None
 
 
 def test_manifest_keeps_the_last_line_of_an_id_and_names_bad_lines(tmp_path):

@@ -66,6 +66,8 @@ def write_dataset(root: Path, clips: int = 4, segments: int = 1, seed: int = 0, 
         lines.append(json.dumps(entry) + "\n")
     with open(root / "manifest.jsonl", "a") as manifest:
         manifest.write("".join(lines))
+    null_text = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=torch.Generator().manual_seed(seed + 1))
+    save_file({"text": null_text.to(dtype)}, str(root / "null_text.safetensors"))
     return root
 
 

@@ -144,6 +144,8 @@ def prepare_dataset(ctx: RunContext, cfg, args: argparse.Namespace) -> None:
     folder = DatasetFolder(out)
     folder.create()
     folder.check_info(dataset_info(settings, models), write=topology.rank == 0)
+    if topology.rank == 0:
+        folder.write_null_text(models.text.encode([""], settings.txt_maxlen).cpu())
     _warn_long_prompts(ctx, annotations, models, settings.txt_maxlen)
     mine = list(enumerate(annotations))[topology.rank :: topology.world_size]
     todo, skip = _split_work(mine, folder.read_manifest(), file)

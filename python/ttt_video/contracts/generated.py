@@ -38,6 +38,7 @@ class TrainingSection:
     steps: int
     gc_freq: int
     text_dropout: float
+    null_text: str
 
 
 @dataclass(frozen=True)
@@ -349,10 +350,16 @@ FIELD_SCHEMAS = {
         },
         "text_dropout": {
             "default": 0.1,
-            "description": "Probability that a sample's text is zeroed (0 = the reference, whose dropout never fires)",
+            "description": "Probability that a sample's text is replaced by the null text (0 = the reference, whose dropout never fires)",
             "type": "number",
             "minimum": 0,
             "maximum": 1,
+        },
+        "null_text": {
+            "default": "empty_prompt",
+            "description": "What a dropped text becomes: T5 of the empty prompt, as sampling's unconditional branch encodes it (from the dataset's null_text.safetensors), or zeros (what SAT trained on)",
+            "type": "string",
+            "enum": ["empty_prompt", "zeros"],
         },
     },
     "optimizer": {

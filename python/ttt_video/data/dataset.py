@@ -4,6 +4,7 @@
     DATASET/manifest.jsonl                 one line per finished clip (appended last, one os.write)
     DATASET/latents/<id>.safetensors       {"moments": (T, 2C, h, w)}
     DATASET/text/<id>.safetensors          {"text": (n, L, D)}
+    DATASET/null_text.safetensors          {"text": (1, L, D)}  T5 of the empty prompt (text dropout)
 
 Every file is written under a temporary name (``.<name>.tmp-<pid>``), flushed to disk and renamed, so a
 killed run leaves no truncated file under a final name; a clip counts as done only once its manifest line
@@ -29,6 +30,7 @@ INFO_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.jsonl"
 LATENTS_DIR = "latents"
 TEXT_DIR = "text"
+NULL_TEXT_FILE = "null_text.safetensors"
 # What each dataset.json field is set by, for the message that refuses a re-run with other settings.
 INFO_SOURCES = {
     "fps": "eval.sampling_fps",
@@ -149,6 +151,15 @@ class DatasetFolder:
             os.close(fd)
         if written != len(line):
             raise OSError(f"{self.manifest_file}: wrote {written} of {len(line)} bytes (is the disk full?)")
+
+    @property
+    def null_text_file(self) -> Path:
+        return self.path / NULL_TEXT_FILE
+
+    def write_null_text(self, text: torch.Tensor) -> None:
+        """T5 of the empty prompt, ``(1, L, D)``: what a dropped sample's text becomes in training
+        (``training.null_text = "empty_prompt"``), as sampling's unconditional branch encodes it."""
+        write_file_atomic(self.null_text_file, save({"text": text.contiguous()}))
 
     def read_clip(self, entry: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """``moments (T, 2C, h, w)`` and ``text (n, L, D)`` of a manifest entry."""

@@ -116,7 +116,7 @@ def draw_batch(
     moments = torch.stack([m for m, _ in loaded])
     text = torch.stack([t for _, t in loaded])
     latents = sample_latents(moments, cfg.model.scale_factor, generator)
-    text, _ = text_dropout(text, cfg.training.text_dropout, generator)
+    text, _ = text_dropout(text, cfg.training.text_dropout, generator, dataset.null_text)
     timesteps = sample_timestep_indices(len(clips), dp_rank, dp_world, generator)
     noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32)
     return Batch(latents, text, timesteps, noise, tuple(c.id for c in clips))

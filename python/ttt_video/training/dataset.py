@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..contracts.config import ConfigError, Issue, segment_count
 from ..data.annotations import DataError
@@ -62,6 +63,7 @@ class Dataset:
     moments_shape: tuple[int, int, int, int]  # (T, 2C, h, w)
     text_shape: tuple[int, int, int]  # (n, L, D)
     skipped: int  # manifest clips of another length
+    null_text: torch.Tensor | None = None  # (1, L, D): a dropped text becomes it (None: zeros)
 
     @property
     def root(self) -> Path:
@@ -151,6 +153,24 @@ def _select(clips: list[Clip], segments: int, frames: int, manifest: Path) -> li
     return chosen
 
 
+def read_null_text(folder: DatasetFolder, text_shape: tuple[int, int, int]) -> torch.Tensor:
+    """T5 of the empty prompt ``(1, L, D)`` that `prepare` wrote, for ``training.null_text = "empty_prompt"``."""
+    path = folder.null_text_file
+    fix = (
+        "run `ttt-video prepare` on this dataset again (it writes the file and skips the finished clips), "
+        'or set training.null_text = "zeros"'
+    )
+    if not path.is_file():
+        raise _error(f"not found: text dropout to the empty prompt needs it; {fix}", path)
+    try:
+        text = load_file(str(path))["text"]
+    except (OSError, SafetensorError, KeyError) as error:
+        raise _error(f"cannot read its 'text' tensor ({error}); {fix}", path) from None
+    if tuple(text.shape) != (1, *text_shape[1:]):
+        raise _error(f"'text' has shape {tuple(text.shape)}, expected {(1, *text_shape[1:])}; {fix}", path)
+    return text
+
+
 def open_dataset(cfg: Any) -> Dataset:
     """The training clips of ``cfg`` (``training.dataset_path``, ``training.jsonl_paths``)."""
     if cfg.training.dataset_path is None:
@@ -164,11 +184,14 @@ def open_dataset(cfg: Any) -> Dataset:
     segments, frames = segment_count(cfg), cfg.eval.sampling_num_frames
     chosen = _select(clips, segments, frames, folder.manifest_file)
     height, width = info["height"] // VAE_DOWNSCALE, info["width"] // VAE_DOWNSCALE
+    text_shape = (segments, info["txt_maxlen"], info["text_dim"])
+    to_empty_prompt = cfg.training.text_dropout > 0 and cfg.training.null_text == "empty_prompt"
     return Dataset(
         folder=folder,
         info=info,
         clips=chosen,
         moments_shape=(frames, 2 * info["latent_channels"], height, width),
-        text_shape=(segments, info["txt_maxlen"], info["text_dim"]),
+        text_shape=text_shape,
         skipped=len(clips) - len(chosen),
+        null_text=read_null_text(folder, text_shape) if to_empty_prompt else None,
     )

@@ -82,7 +82,15 @@ export const TrainingSection = z.strictObject({
     .min(0)
     .max(1)
     .default(0.1)
-    .describe("Probability that a sample's text is zeroed (0 = the reference, whose dropout never fires)"),
+    .describe(
+      "Probability that a sample's text is replaced by the null text (0 = the reference, whose dropout never fires)",
+    ),
+  null_text: z
+    .enum(['empty_prompt', 'zeros'])
+    .default('empty_prompt')
+    .describe(
+      "What a dropped text becomes: T5 of the empty prompt, as sampling's unconditional branch encodes it (from the dataset's null_text.safetensors), or zeros (what SAT trained on)",
+    ),
 })
 
 export const OptimizerSection = z.strictObject({
