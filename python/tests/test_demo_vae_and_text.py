@@ -157,7 +157,7 @@ def _object_pixels(snippet: np.ndarray) -> int:
     return int((snippet != snippet[:, :1, :1]).any(axis=-1).sum())
 
 
-def test_object_crops_hold_the_whole_object(world_clip):
+def test_object_crops_sit_on_the_object(world_clip):
     """Each object-centred crop sits on the 8 px grid inside the frame with its centre within CROP_JITTER
     px (plus 4 px of snapping to the grid) of the object's centre, so it keeps most of the 18 px object."""
     rng = np.random.default_rng(0)
