@@ -72,15 +72,21 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 4, 1).numpy()
 
 
+def object_pixels(frames: np.ndarray) -> np.ndarray:
+    """`(F, H, W)` bool of `(F, H, W, 3)` frames: pixels that differ from their frame's top-left pixel (the
+    world's border is always background, so: on the object)."""
+    return (frames != frames[:, :1, :1]).any(axis=-1)
+
+
 def object_crop_origin(
     snippet: np.ndarray, crop: tuple[int, int], rng: np.random.Generator
 ) -> tuple[int, int]:
     """Top-left `(y, x)`, multiples of 8, of a `crop` (height, width) of `snippet` `(F, H, W, 3)` centred on
-    its object: the mean place of the pixels that differ from their frame's top-left pixel (the world's
-    border is always background), moved by up to CROP_JITTER px; the frame's centre when there is none."""
+    its object: the mean place of its `object_pixels`, moved by up to CROP_JITTER px; the frame's centre
+    when there is none."""
     h, w = crop
     height, width = snippet.shape[1:3]
-    ys, xs = np.nonzero((snippet != snippet[:, :1, :1]).any(axis=-1).any(axis=0))
+    ys, xs = np.nonzero(object_pixels(snippet).any(axis=0))
     cy, cx = (ys.mean(), xs.mean()) if len(ys) else (height / 2, width / 2)
     jitter = rng.integers(-CROP_JITTER, CROP_JITTER + 1, size=2)
     y = np.clip(round((cy - h / 2 + jitter[0]) / 8), 0, (height - h) // 8)
