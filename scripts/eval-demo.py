@@ -4,6 +4,7 @@
     npm run build && .venv/bin/python scripts/eval-demo.py                  # models/demo vs models/demo-baseline
     .venv/bin/python scripts/eval-demo.py --model mine=bundles/my-demo --videos 8
     .venv/bin/python scripts/eval-demo.py --vae-only   # exact videos through each VAE: the ceiling
+    .venv/bin/python scripts/eval-demo.py --boards memory   # only memory storyboards (see --help)
 
 Prints a Markdown table per model (background, object colour, shape and motion accuracy over segments;
 scene cuts detected within 3 frames of their boundary; spurious cuts; memory-segment accuracy), then the
@@ -58,7 +59,14 @@ def write_sheets(results: dict, work: Path, count: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", help="NAME=BUNDLE (repeatable)")
-    parser.add_argument("--videos", type=int, default=32, help="held-out storyboards")
+    parser.add_argument("--videos", type=int, default=32, help="storyboards per model")
+    parser.add_argument(
+        "--boards",
+        choices=list(evaluate.BOARD_SETS),
+        default="heldout",
+        help="which storyboards: "
+        + "; ".join(f"{k}: {v.description}" for k, v in evaluate.BOARD_SETS.items()),
+    )
     parser.add_argument("--seed", type=int, default=2, help="storyboards and noise")
     parser.add_argument("--work", type=Path, default=ROOT / "output" / "eval-demo")
     parser.add_argument(
@@ -79,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.vae_only:
         results = {
-            f"{name} VAE": evaluate.score_vae_reconstructions(b, args.videos, args.seed)
+            f"{name} VAE": evaluate.score_vae_reconstructions(
+                b, args.videos, args.seed, args.boards
+            )
             for name, b in models.items()
         }
     else:
-        results = evaluate.evaluate_bundles(models, args.videos, args.seed, args.work)
+        results = evaluate.evaluate_bundles(
+            models, args.videos, args.seed, args.work, args.boards
+        )
         write_sheets(results, args.work, args.sheets)
     print(evaluate.format_table(results) + "\n\n" + evaluate.format_cuts(results))
     print(

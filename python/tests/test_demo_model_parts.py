@@ -10,9 +10,18 @@ import pytest
 import torch
 
 from ttt_video.demo.contact_sheet import GAP, contact_sheet, sheet_frames, write_png
-from ttt_video.demo.evaluate import bundle_ssm_layer, cut_offsets, format_cuts, format_table
+from ttt_video.demo.evaluate import (
+    BOARD_SETS,
+    board_set,
+    bundle_ssm_layer,
+    cut_offsets,
+    format_cuts,
+    format_table,
+    heldout_videos,
+)
 from ttt_video.demo.manifest import MANIFEST, check_manifest, folder_bytes, sha256_file, write_manifest
 from ttt_video.demo.model_bundle import initial_dit, with_ttt_layers
+from ttt_video.demo.world import combination_split
 
 # ---------------------------------------------------------------------------------------------- manifest
 
@@ -86,6 +95,26 @@ def test_bundle_ssm_layer_errors_name_the_file(tmp_path, content):
         (tmp_path / "bundle.json").write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "bundle.json"))):
         bundle_ssm_layer(tmp_path)
+
+
+@pytest.mark.parametrize("name", list(BOARD_SETS))
+def test_board_sets_draw_what_they_say(name):
+    """Every board set's videos have its segment count and its split's combinations; "memory" boards are
+    all first, cut, memory; a different seed gives different boards."""
+    chosen = board_set(name)
+    videos = heldout_videos(12, 4, name)
+    allowed = getattr(combination_split(), chosen.split)
+    assert [len(v.segments) for v in videos] == [chosen.segments] * 12
+    assert all(s.combination in allowed for v in videos for s in v.segments)
+    if name == "memory":
+        assert {tuple(s.kind for s in v.segments) for v in videos} == {("first", "cut", "memory")}
+    assert [v.storyboard() for v in videos] != [v.storyboard() for v in heldout_videos(12, 5, name)]
+
+
+def test_board_set_presets_and_errors():
+    assert board_set("single").preset == "demo/3s" and board_set("heldout").preset == "demo/9s"
+    with pytest.raises(ValueError, match="unknown board set 'nope'; choose one of heldout, memory"):
+        board_set("nope")
 
 
 def _video(expected_frames, detected_frames):

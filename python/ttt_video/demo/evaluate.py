@@ -2,7 +2,7 @@
 
 Storyboards come from the world's held-out split (`sample_videos(..., split="heldout")`: every segment
 uses a (colour, shape, background) triple that no training clip shows), drawn with a memory-heavy mix so
-that enough segments test memory. Each model generates every storyboard through the real CLI (one run
+that enough segments test memory; `BOARD_SETS` names other sets that isolate one question. Each model generates every storyboard through the real CLI (one run
 per model), and `score.score_video` reads each video back with the plain-image detectors.
 """
 
@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .dataset import read_clip
@@ -25,25 +26,59 @@ EVAL_PRESET = "demo/9s"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def heldout_videos(num_videos: int, seed: int, segments: int = EVAL_SEGMENTS) -> list:
-    """`num_videos` videos (`VideoSpec`) of `segments` segments from the held-out combinations."""
-    return sample_videos(num_videos, seed, segments, EVAL_MIX, split="heldout")
+@dataclass(frozen=True)
+class BoardSet:
+    """Which storyboards an evaluation draws: `segments` per video from `split` with `mix`, generated
+    with the sampling preset `preset`."""
+
+    description: str
+    segments: int = EVAL_SEGMENTS
+    split: str = "heldout"
+    mix: Mix = EVAL_MIX
+    preset: str = EVAL_PRESET
 
 
-def heldout_storyboards(num_videos: int, seed: int, segments: int = EVAL_SEGMENTS) -> list[list[dict]]:
+# "heldout" is the evaluation the targets are measured on; the others isolate one question.
+BOARD_SETS = {
+    "heldout": BoardSet("held-out three-segment storyboards, a memory-heavy mix"),
+    "memory": BoardSet(
+        "held-out three-segment storyboards, each first, cut, memory",
+        mix=Mix(cut=0, continuation=0, memory=1),
+    ),
+    "single": BoardSet("held-out one-segment storyboards (3 s)", segments=1, preset="demo/3s"),
+    "train": BoardSet("three-segment storyboards of the training combinations", split="train"),
+}
+
+
+def board_set(name: str) -> BoardSet:
+    """`BOARD_SETS[name]`, or a ValueError naming the choices."""
+    if name not in BOARD_SETS:
+        raise ValueError(f"unknown board set {name!r}; choose one of {', '.join(BOARD_SETS)}")
+    return BOARD_SETS[name]
+
+
+def heldout_videos(num_videos: int, seed: int, boards: str = "heldout") -> list:
+    """`num_videos` videos (`VideoSpec`) of the board set `boards` (by default, held-out combinations)."""
+    chosen = board_set(boards)
+    return sample_videos(num_videos, seed, chosen.segments, chosen.mix, split=chosen.split)
+
+
+def heldout_storyboards(num_videos: int, seed: int, boards: str = "heldout") -> list[list[dict]]:
     """The storyboards of `heldout_videos`."""
-    return [video.storyboard() for video in heldout_videos(num_videos, seed, segments)]
+    return [video.storyboard() for video in heldout_videos(num_videos, seed, boards)]
 
 
-def score_vae_reconstructions(bundle: str | os.PathLike, num_videos: int, seed: int) -> dict:
-    """The ceiling a DiT on `bundle`'s VAE can reach: the held-out videos (as `evaluate_bundles` draws
-    them) rendered exactly, encoded and decoded as the pipeline does, scored like generated ones."""
+def score_vae_reconstructions(
+    bundle: str | os.PathLike, num_videos: int, seed: int, boards: str = "heldout"
+) -> dict:
+    """The ceiling a DiT on `bundle`'s VAE can reach: the videos `evaluate_bundles` draws, rendered
+    exactly, encoded and decoded as the pipeline does, scored like generated ones."""
     from ..vae import CogVideoXVAE
     from .vae_training import reconstruct
     from .world import render_video
 
     vae = CogVideoXVAE.from_pretrained(Path(bundle) / "vae", parts=("encoder", "decoder")).eval()
-    videos = heldout_videos(num_videos, seed)
+    videos = heldout_videos(num_videos, seed, boards)
     scores = [score_video(v.storyboard(), reconstruct(vae, render_video(v))) for v in videos]
     return {"summary": summarise_scores(scores), "videos": scores}
 
@@ -111,16 +146,24 @@ def bundle_ssm_layer(bundle: str | os.PathLike) -> str:
 
 
 def evaluate_bundles(
-    bundles: Mapping[str, str | os.PathLike], num_videos: int, seed: int, work: str | os.PathLike
+    bundles: Mapping[str, str | os.PathLike],
+    num_videos: int,
+    seed: int,
+    work: str | os.PathLike,
+    boards: str = "heldout",
 ) -> dict:
-    """Generate `num_videos` held-out storyboards (seed `seed`) with every bundle (name -> folder) into
-    `work/<name>/` and score them: `{name: score_model(...)}`, also written to `work/scores.json`."""
+    """Generate `num_videos` storyboards of the board set `boards` (seed `seed`) with every bundle (name ->
+    folder) into `work/<name>/` and score them: `{name: score_model(...)}`, also in `work/scores.json`."""
     work = Path(work)
-    boards = heldout_storyboards(num_videos, seed)
+    preset = board_set(boards).preset
+    storyboards = heldout_storyboards(num_videos, seed, boards)
     results = {}
     for name, bundle in bundles.items():
-        videos = generate_videos(boards, bundle, work / name, ssm_layer=bundle_ssm_layer(bundle), seed=seed)
-        results[name] = score_model(boards, videos)
+        ssm_layer = bundle_ssm_layer(bundle)
+        videos = generate_videos(
+            storyboards, bundle, work / name, ssm_layer=ssm_layer, seed=seed, preset=preset
+        )
+        results[name] = score_model(storyboards, videos)
     (work / "scores.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return results
 
