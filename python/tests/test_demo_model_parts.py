@@ -13,11 +13,11 @@ from ttt_video.demo.contact_sheet import GAP, contact_sheet, sheet_frames, write
 from ttt_video.demo.evaluate import (
     BOARD_SETS,
     board_set,
+    board_videos,
     bundle_ssm_layer,
     cut_offsets,
     format_cuts,
     format_table,
-    heldout_videos,
 )
 from ttt_video.demo.manifest import MANIFEST, check_manifest, folder_bytes, sha256_file, write_manifest
 from ttt_video.demo.model_bundle import initial_dit, with_ttt_layers
@@ -102,13 +102,13 @@ def test_board_sets_draw_what_they_say(name):
     """Every board set's videos have its segment count and its split's combinations; "memory" boards are
     all first, cut, memory; a different seed gives different boards."""
     chosen = board_set(name)
-    videos = heldout_videos(12, 4, name)
+    videos = board_videos(12, 4, name)
     allowed = getattr(combination_split(), chosen.split)
     assert [len(v.segments) for v in videos] == [chosen.segments] * 12
     assert all(s.combination in allowed for v in videos for s in v.segments)
     if name == "memory":
         assert {tuple(s.kind for s in v.segments) for v in videos} == {("first", "cut", "memory")}
-    assert [v.storyboard() for v in videos] != [v.storyboard() for v in heldout_videos(12, 5, name)]
+    assert [v.storyboard() for v in videos] != [v.storyboard() for v in board_videos(12, 5, name)]
 
 
 def test_board_set_presets_and_errors():

@@ -2,8 +2,9 @@
 
 Storyboards come from the world's held-out split (`sample_videos(..., split="heldout")`: every segment
 uses a (colour, shape, background) triple that no training clip shows), drawn with a memory-heavy mix so
-that enough segments test memory; `BOARD_SETS` names other sets that isolate one question. Each model generates every storyboard through the real CLI (one run
-per model), and `score.score_video` reads each video back with the plain-image detectors.
+that enough segments test memory; `BOARD_SETS` names other sets that isolate one question. Each model
+generates every storyboard through the real CLI (one run per model), and `score.score_video` reads each
+video back with the plain-image detectors.
 """
 
 from __future__ import annotations
@@ -57,15 +58,15 @@ def board_set(name: str) -> BoardSet:
     return BOARD_SETS[name]
 
 
-def heldout_videos(num_videos: int, seed: int, boards: str = "heldout") -> list:
+def board_videos(num_videos: int, seed: int, boards: str = "heldout") -> list:
     """`num_videos` videos (`VideoSpec`) of the board set `boards` (by default, held-out combinations)."""
     chosen = board_set(boards)
     return sample_videos(num_videos, seed, chosen.segments, chosen.mix, split=chosen.split)
 
 
-def heldout_storyboards(num_videos: int, seed: int, boards: str = "heldout") -> list[list[dict]]:
-    """The storyboards of `heldout_videos`."""
-    return [video.storyboard() for video in heldout_videos(num_videos, seed, boards)]
+def board_storyboards(num_videos: int, seed: int, boards: str = "heldout") -> list[list[dict]]:
+    """The storyboards of `board_videos`."""
+    return [video.storyboard() for video in board_videos(num_videos, seed, boards)]
 
 
 def score_vae_reconstructions(
@@ -78,7 +79,7 @@ def score_vae_reconstructions(
     from .world import render_video
 
     vae = CogVideoXVAE.from_pretrained(Path(bundle) / "vae", parts=("encoder", "decoder")).eval()
-    videos = heldout_videos(num_videos, seed, boards)
+    videos = board_videos(num_videos, seed, boards)
     scores = [score_video(v.storyboard(), reconstruct(vae, render_video(v))) for v in videos]
     return {"summary": summarise_scores(scores), "videos": scores}
 
@@ -156,7 +157,7 @@ def evaluate_bundles(
     folder) into `work/<name>/` and score them: `{name: score_model(...)}`, also in `work/scores.json`."""
     work = Path(work)
     preset = board_set(boards).preset
-    storyboards = heldout_storyboards(num_videos, seed, boards)
+    storyboards = board_storyboards(num_videos, seed, boards)
     results = {}
     for name, bundle in bundles.items():
         ssm_layer = bundle_ssm_layer(bundle)
