@@ -142,11 +142,12 @@ class Probe(torch.nn.Module):
 
 def accuracy(probe: Probe, items, generator: torch.Generator, batch: int = 8) -> float:
     probe.eval()
+    hits = 0
     with torch.no_grad():
-        hits = sum(
-            int((probe(items[s : s + batch], generator).argmax(1) == torch.tensor([i[3] for i in items[s : s + batch]])).sum())
-            for s in range(0, len(items), batch)
-        )  # fmt: skip
+        for start in range(0, len(items), batch):
+            chunk = items[start : start + batch]
+            predicted = probe(chunk, generator).argmax(1)
+            hits += int((predicted == torch.tensor([item[3] for item in chunk])).sum())
     probe.train()
     return hits / len(items)
 
@@ -190,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work", type=Path, required=True, help="folder for the clips (reused)"
     )
-    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "demo-baseline", help="a local-attention demo bundle")  # fmt: skip
+    baseline = ROOT / "models" / "demo-baseline"
+    parser.add_argument(
+        "--bundle", type=Path, default=baseline, help="a local-attention demo bundle"
+    )
     parser.add_argument(
         "--models", default="ttt_mlp,none", help="comma-separated: ttt_mlp, none"
     )
