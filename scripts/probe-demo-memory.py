@@ -38,20 +38,24 @@ from ttt_video.demo.dataset import write_dataset
 from ttt_video.demo.model_bundle import with_ttt_layers
 from ttt_video.demo.score import expected_segments
 from ttt_video.models import TTTVideoDiT
+from ttt_video.models.ttt_order import segment_chunk_frames
 from ttt_video.sampling.schedule import denoiser_grid
 
 COLOURS = list(world.OBJECT_COLOURS)
-MEMORY_ONLY = world.Mix(cut=0.0, continuation=0.0, memory=1.0)
+MEMORY_ONLY = evaluate.board_set("memory")  # three segments: first, cut, memory
 SPLITS = {"train": 7, "heldout": 9}  # split -> world seed of its clips
 TIMESTEP = 50
 TRAIN_SCORED = 64  # training clips whose accuracy is reported
 
 
-def prepared_clips(work: Path, bundle: Path, split: str, count: int) -> Path:
-    """`work/<split>-dataset`: `count` memory-only clips of `split`, encoded by `ttt-video prepare`."""
+def prepared_clips(
+    work: Path, bundle: Path, split: str, count: int
+) -> tuple[Path, Path]:
+    """`count` memory-only clips of `split`: their annotation file (`work/<split>-clips`) and the folder
+    `ttt-video prepare` encoded them into (`work/<split>-dataset`)."""
     data, dataset = work / f"{split}-clips", work / f"{split}-dataset"
     if not (data / "annotations.jsonl").exists():
-        write_dataset(data, count, 3, SPLITS[split], split, MEMORY_ONLY)
+        write_dataset(data, count, 3, SPLITS[split], split, MEMORY_ONLY.mix)
     if not (dataset / "dataset.json").exists():
         command = [
             *evaluate.cli_command(ROOT),
@@ -69,27 +73,21 @@ def prepared_clips(work: Path, bundle: Path, split: str, count: int) -> Path:
         command += ["--run-dir", str(work / f"{split}-prepare-run")]
         env = evaluate.cli_env(ROOT)
         subprocess.run(command, check=True, stdout=sys.stderr, env=env)
-    return dataset
+    return data / "annotations.jsonl", dataset
 
 
-def memory_items(dataset: Path) -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
-    """`(latent means (37, C, h, w), text (3, L, D), memory segment index, colour index)` per clip."""
+def memory_items(
+    annotations: Path, dataset: Path
+) -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
+    """`(latent means (T, C, h, w), text (n, L, D), memory segment index, colour index)` per clip with a
+    memory segment; each clip's storyboard is its line of `annotations` (the manifest's annotation_line)."""
+    boards = [
+        json.loads(line)["segments"] for line in annotations.read_text().splitlines()
+    ]
     items = []
     for line in (dataset / "manifest.jsonl").read_text().splitlines():
         entry = json.loads(line)
-        prompts = [
-            p.replace("<start_scene>", "").replace("<end_scene>", "")
-            for p in entry["prompts"]
-        ]
-        cuts = [
-            k > 0 and p.startswith("<start_scene>")
-            for k, p in enumerate(entry["prompts"])
-        ]
-        board = [
-            {"text": p, "requires_scene_transition": c}
-            for p, c in zip(prompts, cuts, strict=True)
-        ]
-        expected = expected_segments(board)
+        expected = expected_segments(boards[entry["annotation_line"] - 1])
         memory = [k for k, e in enumerate(expected) if e["kind"] == "memory"]
         if memory:
             k = memory[-1]
@@ -100,9 +98,11 @@ def memory_items(dataset: Path) -> list[tuple[torch.Tensor, torch.Tensor, int, i
     return items
 
 
-def segment_frames(k: int) -> slice:
-    """Segment k's latent frames: the prefix frame and 12 in the first, 12 after it."""
-    return slice(0, 13) if k == 0 else slice(1 + 12 * k, 13 + 12 * k)
+def segment_frames(k: int, num_segments: int, num_frames: int) -> slice:
+    """Segment k's latent frames, as the model pairs them with its prompt (13, 12, 12, ...)."""
+    chunks = segment_chunk_frames(num_segments, num_frames)
+    start = sum(chunks[:k])
+    return slice(start, start + chunks[k])
 
 
 class Probe(torch.nn.Module):
@@ -123,19 +123,18 @@ class Probe(torch.nn.Module):
         latents = a * latents + (1 - a * a).sqrt() * torch.randn(
             latents.shape, generator=generator
         )
-        for b, (_, _, k, _) in enumerate(items):
-            frames = segment_frames(k)
-            latents[b, frames] = torch.randn(
-                latents[b, frames].shape, generator=generator
-            )
         text = torch.stack([item[1] for item in items])
+        memory = [
+            segment_frames(k, text.shape[1], latents.shape[1]) for *_, k, _ in items
+        ]
+        for b, frames in enumerate(memory):
+            noise = torch.randn(latents[b, frames].shape, generator=generator)
+            latents[b, frames] = noise
         self.dit(latents, text, torch.full((len(items),), TIMESTEP))
         tokens = self.hidden.shape[1] // latents.shape[1]  # per latent frame
         pooled = [
-            self.hidden[
-                b, segment_frames(k).start * tokens : segment_frames(k).stop * tokens
-            ].mean(0)
-            for b, (_, _, k, _) in enumerate(items)
+            self.hidden[b, frames.start * tokens : frames.stop * tokens].mean(0)
+            for b, frames in enumerate(memory)
         ]
         return self.head(torch.stack(pooled))
 
@@ -217,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     torch.manual_seed(args.seed)
     train_items = memory_items(
-        prepared_clips(args.work, args.bundle, "train", args.train_clips)
+        *prepared_clips(args.work, args.bundle, "train", args.train_clips)
     )
     test_items = memory_items(
-        prepared_clips(args.work, args.bundle, "heldout", args.test_clips)
+        *prepared_clips(args.work, args.bundle, "heldout", args.test_clips)
     )
     results = {ssm: train_probe(ssm, args, train_items, test_items) for ssm in models}
     print(
